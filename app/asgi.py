@@ -1,0 +1,69 @@
+"""The one factory that builds the Litestar app from settings (and, in tests, given resources)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.di import Provide
+from litestar.middleware.base import DefineMiddleware
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+
+from app.auth import BearerAuthMiddleware
+from app.deps import provide_db_session, provide_principal, provide_settings, provide_store
+from app.errors import EXCEPTION_HANDLERS
+from app.files.controller import FileController
+from app.logs import configure_logging
+from app.ops.controller import OpsController
+from app.resources import Resources
+from db.settings import Settings
+
+PUBLIC_PATHS = ["^/health$", "^/ready$", "^/metrics$", "^/schema"]
+
+
+class MetricsController(PrometheusController):
+    path = "/metrics"
+    include_in_schema = False
+
+
+def create_app(settings: Settings, resources: Resources | None = None) -> Litestar:
+    """Build the app; resources passed in are used as they are and left open for their owner."""
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        if resources is not None:
+            app.state.resources = resources
+            yield
+            return
+        owned = Resources.from_settings(settings)
+        app.state.resources = owned
+        try:
+            yield
+        finally:
+            await owned.aclose()
+
+    prometheus = PrometheusConfig(app_name="sluice", prefix="sluice", group_path=True, exclude=PUBLIC_PATHS)
+    return Litestar(
+        route_handlers=[OpsController, MetricsController, FileController],
+        lifespan=[lifespan],
+        middleware=[
+            prometheus.middleware,
+            DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS, exclude_from_auth_key="exclude_from_auth"),
+        ],
+        dependencies={
+            "db_session": Provide(provide_db_session),
+            "store": Provide(provide_store, sync_to_thread=False),
+            "settings": Provide(provide_settings, sync_to_thread=False),
+            "principal": Provide(provide_principal, sync_to_thread=False),
+        },
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        openapi_config=OpenAPIConfig(title="Sluice", version="1.0.0", path="/schema"),
+        on_startup=[lambda: configure_logging(settings.log_level)] if resources is None else [],
+    )
+
+
+def app_from_env() -> Litestar:
+    """Entry point for ASGI servers (``uvicorn --factory app.asgi:app_from_env``)."""
+    return create_app(Settings.from_env())

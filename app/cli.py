@@ -1,0 +1,103 @@
+"""The ``sluice`` command: serve, worker, migrate, keys create (and upload, the client)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import uuid
+
+from db.settings import Settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    uvicorn.run(
+        "app.asgi:app_from_env",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_keep_alive=30,
+    )
+    return 0
+
+
+def _worker(args: argparse.Namespace, _: Settings) -> int:
+    argv = [sys.executable, "-m", "dramatiq", "workers.worker", "--processes", str(args.processes)]
+    argv += ["--threads", str(args.threads)]
+    os.execv(sys.executable, argv)
+    return 1
+
+
+def _migrate(_: argparse.Namespace, settings: Settings) -> int:
+    from db.migrate import upgrade
+    from db.storage import MinioStore
+
+    upgrade(settings.database_url)
+    print("database schema is at head")
+    MinioStore.from_settings(settings).ensure_bucket()
+    print(f"bucket {settings.s3_bucket!r} is ready")
+    return 0
+
+
+def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from app.auth import create_api_key
+    from db.engine import make_engine, make_sessionmaker
+
+    async def run() -> str:
+        engine = make_engine(settings.database_url, pool_size=1)
+        try:
+            async with make_sessionmaker(engine)() as session:
+                key, secret = await create_api_key(session, args.name, admin=args.admin, owner_id=args.owner)
+                await session.commit()
+                print(f"created key {key.prefix}… named {key.name!r} for owner {key.owner_id}", file=sys.stderr)
+                print("store it now: it is not shown again", file=sys.stderr)
+                return secret
+        finally:
+            await engine.dispose()
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the HTTP API")
+    serve.add_argument("--host", default=os.environ.get("SLUICE_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("SLUICE_PORT", "8000")))
+    serve.add_argument("--workers", type=int, default=1, help="API processes")
+    serve.set_defaults(run=_serve)
+
+    worker = sub.add_parser("worker", help="run Dramatiq workers that process files")
+    worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument("--threads", type=int, default=2)
+    worker.set_defaults(run=_worker)
+
+    migrate = sub.add_parser("migrate", help="upgrade the database schema and create the bucket")
+    migrate.set_defaults(run=_migrate)
+
+    keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create a key; the key alone is printed on the last line")
+    create.add_argument("name")
+    create.add_argument("--admin", action="store_true", help="may use the admin routes")
+    create.add_argument("--owner", type=uuid.UUID, help="add the key to this existing owner id")
+    create.set_defaults(run=_keys_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.run(args, Settings.from_env()) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

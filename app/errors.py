@@ -1,0 +1,86 @@
+"""Errors the services raise, and the handlers that turn every error into ``{status_code, detail}``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException
+
+from db.storage import StorageError
+
+log = logging.getLogger("sluice.errors")
+
+
+class ServiceError(Exception):
+    """A failure the caller can act on; ``detail`` says what to change."""
+
+    status_code = 400
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+
+
+class NotFound(ServiceError):
+    status_code = 404
+
+
+class Conflict(ServiceError):
+    status_code = 409
+
+
+class Gone(ServiceError):
+    status_code = 410
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+
+
+class UnsupportedType(ServiceError):
+    status_code = 415
+
+
+class Unprocessable(ServiceError):
+    status_code = 422
+
+
+class Unavailable(ServiceError):
+    status_code = 503
+
+
+def _json(status: int, detail: str, extra: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
+    content: dict[str, Any] = {"status_code": status, "detail": detail}
+    if extra:
+        content.update(extra)
+    return Response(content, status_code=status, media_type=MediaType.JSON)
+
+
+def service_error_handler(_: Request, exc: ServiceError) -> Response[dict[str, Any]]:
+    return _json(exc.status_code, exc.detail, exc.extra)
+
+
+def storage_error_handler(request: Request, exc: StorageError) -> Response[dict[str, Any]]:
+    log.error("object store failure on %s %s: %s", request.method, request.url.path, exc)
+    return _json(503, "the object store is unavailable; retry later")
+
+
+def http_error_handler(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
+    extra = exc.extra if isinstance(exc.extra, dict) else ({"extra": exc.extra} if exc.extra else None)
+    return _json(exc.status_code, exc.detail, extra)
+
+
+def internal_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _json(500, "internal error; it has been logged")
+
+
+EXCEPTION_HANDLERS = {
+    ServiceError: service_error_handler,
+    StorageError: storage_error_handler,
+    HTTPException: http_error_handler,
+    Exception: internal_error_handler,
+}

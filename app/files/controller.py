@@ -1,0 +1,88 @@
+"""HTTP routes of the files domain: parse, call the service, shape the response."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+from urllib.parse import quote
+
+from litestar import Controller, Request, delete, get, put
+from litestar.di import Provide
+from litestar.params import Parameter
+from litestar.response import Stream
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import Principal
+from app.errors import Unprocessable
+from app.files.schemas import FilePage, FileRecord
+from app.files.service import FileService, Incoming, check_sha256
+from db.settings import Settings
+from db.storage import ObjectStore
+
+
+def provide_file_service(db_session: AsyncSession, store: ObjectStore, settings: Settings) -> FileService:
+    return FileService(db_session, store, settings)
+
+
+class FileController(Controller):
+    path = "/api/v1/files"
+    tags = ["files"]
+    dependencies = {"files": Provide(provide_file_service, sync_to_thread=False)}
+
+    @put(
+        "/{filename:path}",
+        operation_id="uploadFile",
+        status_code=201,
+        request_max_body_size=None,
+        summary="Upload one file as the raw request body (curl -T)",
+    )
+    async def upload(
+        self,
+        request: Request,
+        files: FileService,
+        principal: Principal,
+        filename: str,
+        process: Annotated[bool, Parameter(description="Process CSV/TSV/XLSX into a table once stored")] = True,
+        sha256: Annotated[str | None, Parameter(header="X-Content-SHA256", required=False)] = None,
+    ) -> FileRecord:
+        declared = request.headers.get("content-length")
+        if declared is not None and not declared.isdigit():
+            raise Unprocessable("Content-Length must be a whole number of bytes")
+        incoming = Incoming(
+            filename=filename.lstrip("/"),
+            body=request.stream(),
+            declared_size=int(declared) if declared is not None else None,
+            sha256=check_sha256(sha256, "X-Content-SHA256"),
+            process=process,
+        )
+        return FileRecord.of(await files.receive(principal, incoming))
+
+    @get("/", operation_id="listFiles", summary="List files, newest first")
+    async def list_files(
+        self,
+        files: FileService,
+        principal: Principal,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+        status: Annotated[str | None, Parameter(description="stored, failed, receiving or deleted")] = None,
+    ) -> FilePage:
+        items, total = await files.list(principal, offset=offset, limit=limit, status=status)
+        return FilePage(items=[FileRecord.of(f) for f in items], total=total, offset=offset, limit=limit)
+
+    @get("/{file_id:uuid}", operation_id="getFile")
+    async def get_file(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> FileRecord:
+        return FileRecord.of(await files.get(principal, file_id))
+
+    @get("/{file_id:uuid}/content", operation_id="getFileContent", summary="Stream the stored bytes back")
+    async def get_content(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> Stream:
+        file, chunks = await files.open_content(principal, file_id)
+        disposition = f"attachment; filename*=UTF-8''{quote(file.filename)}"
+        return Stream(
+            chunks,
+            media_type=file.content_type or "application/octet-stream",
+            headers={"Content-Disposition": disposition, "Content-Length": str(file.size)},
+        )
+
+    @delete("/{file_id:uuid}", operation_id="deleteFile", status_code=204)
+    async def delete_file(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> None:
+        await files.delete(principal, file_id)

@@ -1,0 +1,203 @@
+"""Files: streaming a body into the object store, and reading, listing and deleting records."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from anyio import to_thread
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import Principal
+from app.errors import Gone, NotFound, PayloadTooLarge, Unprocessable, UnsupportedType
+from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, detect
+from app.files.naming import sanitize_filename
+from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
+from db.models import File, FileKind, FileStatus
+from db.settings import Settings
+from db.storage import ObjectStore
+
+log = logging.getLogger("sluice.files")
+SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
+READ_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Incoming:
+    """One file as the client sends it: a name, an optional size and checksum, and its bytes."""
+
+    filename: str
+    body: AsyncIterator[bytes]
+    declared_size: int | None = None
+    sha256: str | None = None
+    process: bool = True
+
+
+def storage_key(owner_id: uuid.UUID, file_id: uuid.UUID) -> str:
+    return f"files/{owner_id}/{file_id}"
+
+
+def check_sha256(value: str | None, header: str) -> str | None:
+    if value is not None and not SHA256_HEX.match(value):
+        raise Unprocessable(f"{header} must be 64 hexadecimal characters (the SHA-256 of the whole file)")
+    return value.lower() if value else None
+
+
+class FileService:
+    def __init__(self, session: AsyncSession, store: ObjectStore, settings: Settings) -> None:
+        self.session = session
+        self.store = store
+        self.settings = settings
+
+    async def receive(self, owner: Principal, incoming: Incoming) -> File:
+        """Stream ``incoming`` into the store; the record is ``stored`` only once the object is whole."""
+        started = time.perf_counter()
+        limit = self.settings.max_file_size
+        if incoming.declared_size is not None and incoming.declared_size > limit:
+            raise PayloadTooLarge(
+                f"the file is {incoming.declared_size} bytes; the limit is {limit} bytes", limit=limit
+            )
+        head, body = await _read_head(incoming.body, HEAD_BYTES)
+        if not head:
+            raise Unprocessable("the file is empty; send at least one byte")
+        found = detect(head, complete=body is None)
+        if found.kind not in self.settings.allowed_kinds:
+            raise UnsupportedType(f"this file is not one Sluice accepts; send {ACCEPTED}")
+
+        file = File(
+            id=uuid.uuid4(),
+            owner_id=owner.owner_id,
+            original_filename=incoming.filename,
+            filename=sanitize_filename(incoming.filename),
+            kind=found.kind,
+            encoding=found.encoding,
+            content_type=CONTENT_TYPES[found.kind],
+            process=incoming.process,
+            bucket=self.store.bucket,
+            status=FileStatus.receiving,
+        )
+        file.storage_key = storage_key(owner.owner_id, file.id)
+        self.session.add(file)
+        await self.session.commit()
+
+        writer = PartWriter(
+            self.store,
+            file.storage_key,
+            file.content_type or CONTENT_TYPES[FileKind.other],
+            part_size=self.settings.part_size,
+            parallel=self.settings.upload_parallel_parts,
+            limit=limit,
+        )
+        try:
+            await writer.write(head)
+            if body is not None:
+                async for data in body:
+                    await writer.write(data)
+            digest = await writer.finish(incoming.sha256)
+        except BaseException as exc:
+            await writer.abort()
+            await self._fail(file, writer.size, _reason(exc))
+            if isinstance(exc, TooLarge):
+                raise PayloadTooLarge(str(exc) + "; use a smaller file", limit=limit) from exc
+            if isinstance(exc, ChecksumMismatch):
+                raise Unprocessable(str(exc) + "; nothing was stored, send the file again") from exc
+            raise
+
+        elapsed = time.perf_counter() - started
+        file.size = writer.size
+        file.sha256 = digest
+        file.status = FileStatus.stored
+        file.stored_at = datetime.now(UTC)
+        file.duration_ms = round(elapsed * 1000)
+        await self.session.commit()
+        log.info(
+            "file stored",
+            extra={
+                "file_id": str(file.id),
+                "owner_id": str(owner.owner_id),
+                "size": file.size,
+                "kind": str(file.kind),
+                "duration_ms": file.duration_ms,
+                "mib_s": round(file.size / 1048576 / elapsed, 1) if elapsed else None,
+            },
+        )
+        return file
+
+    async def _fail(self, file: File, size: int, reason: str) -> None:
+        file.status = FileStatus.failed
+        file.size = size
+        file.error = reason
+        await self.session.commit()
+        log.warning("upload failed", extra={"file_id": str(file.id), "size": size, "reason": reason})
+
+    async def get(self, owner: Principal, file_id: uuid.UUID) -> File:
+        file = await self.session.scalar(select(File).where(File.id == file_id, File.owner_id == owner.owner_id))
+        if file is None:
+            raise NotFound(f"no file {file_id}")
+        return file
+
+    async def list(self, owner: Principal, *, offset: int, limit: int, status: str | None) -> tuple[list[File], int]:
+        where = [File.owner_id == owner.owner_id]
+        where.append(File.status == status if status else File.status != FileStatus.deleted)
+        total = await self.session.scalar(select(func.count()).select_from(File).where(*where)) or 0
+        rows = await self.session.scalars(
+            select(File).where(*where).order_by(File.created_at.desc(), File.id).offset(offset).limit(limit)
+        )
+        return list(rows), total
+
+    async def open_content(self, owner: Principal, file_id: uuid.UUID) -> tuple[File, Iterator[bytes]]:
+        file = await self.get(owner, file_id)
+        if file.status == FileStatus.deleted:
+            raise Gone(f"file {file_id} was deleted")
+        if file.status != FileStatus.stored:
+            raise NotFound(f"file {file_id} has no content: it is {file.status}")
+        stream = await to_thread.run_sync(self.store.open, file.storage_key)
+        return file, _chunks(stream)
+
+    async def delete(self, owner: Principal, file_id: uuid.UUID) -> None:
+        file = await self.get(owner, file_id)
+        if file.status == FileStatus.deleted:
+            return
+        if file.status == FileStatus.stored:
+            await to_thread.run_sync(self.store.delete, file.storage_key)
+        file.status = FileStatus.deleted
+        file.deleted_at = datetime.now(UTC)
+        await self.session.commit()
+
+
+async def _read_head(body: AsyncIterator[bytes], size: int) -> tuple[bytes, AsyncIterator[bytes] | None]:
+    """Read at least ``size`` bytes (for type detection); ``None`` as the rest means the body ended."""
+    head = bytearray()
+    iterator = body.__aiter__()
+    while len(head) < size:
+        try:
+            head += await iterator.__anext__()
+        except StopAsyncIteration:
+            return bytes(head), None
+    return bytes(head), iterator
+
+
+def _chunks(stream: object) -> Iterator[bytes]:
+    try:
+        yield from stream.stream(READ_CHUNK)  # type: ignore[attr-defined]
+    finally:
+        stream.close()  # type: ignore[attr-defined]
+        stream.release_conn()  # type: ignore[attr-defined]
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, (TooLarge, ChecksumMismatch)):
+        return str(exc)
+    if isinstance(exc, asyncio.CancelledError):
+        return "the client disconnected before the whole file arrived"
+    text = str(exc) or type(exc).__name__
+    if "disconnected" in text:
+        return "the client disconnected before the whole file arrived"
+    return f"the upload failed: {text}"

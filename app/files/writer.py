@@ -1,0 +1,113 @@
+"""Streams bytes of unknown length into one object as S3 multipart parts, a few in flight."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+
+from anyio import to_thread
+
+from db.storage import ObjectStore, PartInfo
+
+
+class TooLarge(Exception):
+    """More bytes arrived than the size limit allows."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the file is larger than the limit of {limit} bytes")
+        self.limit = limit
+
+
+class ChecksumMismatch(Exception):
+    def __init__(self, expected: str, actual: str) -> None:
+        super().__init__(f"SHA-256 of the received bytes is {actual}, not the {expected} that was announced")
+        self.expected = expected
+        self.actual = actual
+
+
+class PartWriter:
+    """Buffers at most one part while ``parallel`` parts upload; the object appears only on ``finish``.
+
+    A body that fits in one part is sent with a single PUT; anything larger becomes a multipart
+    upload, which ``abort`` (or a failed ``finish``) releases so nothing half-written remains.
+    """
+
+    def __init__(self, store: ObjectStore, key: str, content_type: str, *, part_size: int, parallel: int, limit: int):
+        self._store = store
+        self._key = key
+        self._content_type = content_type
+        self._part_size = part_size
+        self._limit = limit
+        self._slots = asyncio.Semaphore(parallel)
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._hash = hashlib.sha256()
+        self._upload_id: str | None = None
+        self._tasks: list[asyncio.Task[PartInfo]] = []
+        self.size = 0
+
+    async def write(self, data: bytes) -> None:
+        if not data:
+            return
+        self.size += len(data)
+        if self.size > self._limit:
+            raise TooLarge(self._limit)
+        self._hash.update(data)
+        self._buffer.append(data)
+        self._buffered += len(data)
+        while self._buffered >= self._part_size:
+            joined = b"".join(self._buffer)
+            rest = joined[self._part_size :]
+            self._buffer = [rest] if rest else []
+            self._buffered = len(rest)
+            await self._send(joined[: self._part_size])
+
+    async def finish(self, expected_sha256: str | None = None) -> str:
+        """Flush, verify and publish the object; returns the SHA-256 hex of its bytes."""
+        digest = self._hash.hexdigest()
+        if expected_sha256 is not None and not hmac.compare_digest(digest, expected_sha256.lower()):
+            await self.abort()
+            raise ChecksumMismatch(expected_sha256, digest)
+        tail = b"".join(self._buffer)
+        self._buffer, self._buffered = [], 0
+        if self._upload_id is None:
+            await to_thread.run_sync(self._store.put, self._key, tail, self._content_type)
+            return digest
+        if tail:
+            await self._send(tail)
+        try:
+            parts = await asyncio.gather(*self._tasks)
+            await to_thread.run_sync(self._store.complete, self._key, self._upload_id, list(parts))
+        except BaseException:
+            await self.abort()
+            raise
+        return digest
+
+    async def abort(self) -> None:
+        """Stop in-flight parts and release the multipart upload; safe to call more than once."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._buffer, self._buffered = [], 0
+        if self._upload_id is not None:
+            upload_id, self._upload_id = self._upload_id, None
+            await asyncio.shield(to_thread.run_sync(self._store.abort, self._key, upload_id))
+
+    async def _send(self, data: bytes) -> None:
+        if self._upload_id is None:
+            self._upload_id = await to_thread.run_sync(self._store.create, self._key, self._content_type)
+        failed = next((t for t in self._tasks if t.done() and t.exception()), None)
+        if failed is not None:
+            raise failed.exception()  # type: ignore[misc]
+        await self._slots.acquire()
+        number = len(self._tasks) + 1
+        self._tasks.append(asyncio.create_task(self._put(number, data)))
+
+    async def _put(self, number: int, data: bytes) -> PartInfo:
+        try:
+            assert self._upload_id is not None
+            return await to_thread.run_sync(self._store.put_part, self._key, self._upload_id, number, data)
+        finally:
+            self._slots.release()

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Enum, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.models.base import Base, Timestamps, new_id
+
+
+class FileStatus(enum.StrEnum):
+    receiving = "receiving"
+    stored = "stored"
+    failed = "failed"
+    deleted = "deleted"
+
+
+class FileKind(enum.StrEnum):
+    csv = "csv"
+    tsv = "tsv"
+    xlsx = "xlsx"
+    other = "other"
+
+
+class File(Timestamps, Base):
+    """A file a user sent; ``stored`` only once its bytes are complete and verified in the bucket."""
+
+    __tablename__ = "files"
+    __table_args__ = (Index("ix_files_owner_created", "owner_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    owner_id: Mapped[uuid.UUID]
+    original_filename: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger, default=0)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[FileKind] = mapped_column(Enum(FileKind, name="file_kind", native_enum=False, length=16))
+    encoding: Mapped[str | None] = mapped_column(String(32))
+    status: Mapped[FileStatus] = mapped_column(
+        Enum(FileStatus, name="file_status", native_enum=False, length=16), default=FileStatus.receiving
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    process: Mapped[bool] = mapped_column(default=True)
+    bucket: Mapped[str] = mapped_column(String(63))
+    storage_key: Mapped[str] = mapped_column(String(1024))
+    duration_ms: Mapped[int | None]
+    stored_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]
+    deleted_at: Mapped[datetime | None]

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, String, Text, func
+from sqlalchemy.orm import Mapped, mapped_column
+
+from db.models.base import Base, Timestamps, new_id
+
+
+class SessionState(enum.StrEnum):
+    receiving = "receiving"
+    completing = "completing"
+    completed = "completed"
+    aborted = "aborted"
+    expired = "expired"
+    failed = "failed"
+
+
+class UploadSession(Timestamps, Base):
+    """A chunked, resumable upload: one S3 multipart upload whose parts are the chunks."""
+
+    __tablename__ = "upload_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    owner_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    original_filename: Mapped[str] = mapped_column(Text)
+    filename: Mapped[str] = mapped_column(String(255))
+    size: Mapped[int] = mapped_column(BigInteger)
+    chunk_size: Mapped[int] = mapped_column(BigInteger)
+    total_chunks: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    content_type: Mapped[str | None] = mapped_column(String(255))
+    process: Mapped[bool] = mapped_column(default=True)
+    state: Mapped[SessionState] = mapped_column(
+        Enum(SessionState, name="session_state", native_enum=False, length=16), default=SessionState.receiving
+    )
+    error: Mapped[str | None] = mapped_column(Text)
+    bucket: Mapped[str] = mapped_column(String(63))
+    storage_key: Mapped[str] = mapped_column(String(1024))
+    s3_upload_id: Mapped[str | None] = mapped_column(String(1024))
+    file_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("files.id", ondelete="SET NULL"))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class UploadChunk(Base):
+    """One received chunk; a repeat of the same index replaces the row."""
+
+    __tablename__ = "upload_chunks"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("upload_sessions.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64))
+    etag: Mapped[str] = mapped_column(String(256))
+    received_at: Mapped[datetime] = mapped_column(server_default=func.now())

@@ -1,0 +1,88 @@
+"""Settings for every Sluice process, read once from ``SLUICE_*`` environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from typing import Any
+
+GiB = 1024**3
+MiB = 1024**2
+
+
+def _env(name: str, default: Any) -> Any:
+    raw = os.environ.get(f"SLUICE_{name.upper()}")
+    if raw is None:
+        return default
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, tuple):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """One field per setting; the environment variable is ``SLUICE_`` + the field name, upper-cased."""
+
+    database_url: str = "postgresql+asyncpg://postgres@127.0.0.1:5432/sluice"
+    """SQLAlchemy URL of PostgreSQL (asyncpg driver)."""
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis for the Dramatiq broker and progress pub/sub."""
+    redis_prefix: str = "sluice"
+    """Prefix of every Redis key and channel, so several deployments (or test runs) can share one Redis."""
+    s3_endpoint: str = "127.0.0.1:9000"
+    """S3 endpoint as host:port, without scheme."""
+    s3_access_key: str = "sluice-dev"
+    s3_secret_key: str = "sluice-dev-secret"
+    s3_bucket: str = "sluice"
+    s3_secure: bool = False
+    """Use HTTPS to reach the S3 endpoint."""
+    s3_region: str = "us-east-1"
+    max_file_size: int = 3 * GiB
+    """Largest file accepted, in bytes."""
+    part_size: int = 8 * MiB
+    """S3 multipart part size for streamed uploads (at least 5 MiB)."""
+    upload_parallel_parts: int = 2
+    """Parts of one streamed upload sent to S3 at once; memory per upload is about (this + 1) x part_size."""
+    allowed_kinds: tuple[str, ...] = ("csv", "tsv", "xlsx")
+    """Detected kinds accepted; add ``other`` to store any file (stored, never processed)."""
+    session_ttl: int = 24 * 3600
+    """Seconds an idle chunked upload session lives."""
+    chunk_size: int = 8 * MiB
+    """Default chunk size of chunked upload sessions."""
+    window_rows: int = 1000
+    """Rows per processing window."""
+    max_concurrency: int = 5
+    """Windows written at once per job."""
+    job_timeout: int = 3600
+    """Seconds a job may run before it is ``timed_out``."""
+    job_max_retries: int = 3
+    """Attempts of a job before it is failed."""
+    job_retention: int = 24 * 3600
+    """Seconds finished jobs are kept."""
+    dataset_schema: str = "datasets"
+    """PostgreSQL schema that holds one table per processed file."""
+    heartbeat: float = 15.0
+    """Seconds between SSE comment heartbeats."""
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Build settings from the environment; keyword arguments win over it."""
+        values = {f.name: _env(f.name, f.default) for f in dataclasses.fields(cls)}
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def sync_database_url(self) -> str:
+        """The database URL for tools that speak psycopg-free plain asyncpg DSNs."""
+        return self.database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
