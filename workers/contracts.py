@@ -8,6 +8,7 @@ from __future__ import annotations
 import uuid
 
 import dramatiq
+import msgspec
 
 PROCESS_QUEUE = "process"
 PROCESS_FILE_ACTOR = "process_file"
@@ -31,3 +32,53 @@ def upload_channel(prefix: str, upload_id: uuid.UUID | str) -> str:
 
 def job_snapshot_key(prefix: str, job_id: uuid.UUID | str) -> str:
     return f"{prefix}:snapshot:job:{job_id}"
+
+
+def seq_key(channel: str) -> str:
+    """Counter that numbers the events of one channel (the SSE ``id``), across publishers."""
+    return f"{channel}:seq"
+
+
+def snapshot_key(channel: str) -> str:
+    """The latest event of a channel, so a late watcher starts from the current state."""
+    return f"{channel}:snapshot"
+
+
+class JobEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Progress of one job, as published after each window and on every state change.
+
+    ``type`` is ``progress``, ``state`` or the terminal state (``completed``, ``failed``,
+    ``cancelled``, ``timed_out``). ``seq`` is set by ``workers.progress.publish``.
+    """
+
+    type: str
+    job_id: str
+    batch_id: str
+    file_id: str
+    state: str
+    rows_ok: int = 0
+    rows_rejected: int = 0
+    bytes_read: int = 0
+    bytes_total: int = 0
+    progress: float = 0.0
+    rate: float = 0.0
+    eta_s: float | None = None
+    error: str | None = None
+    dataset_table: str | None = None
+    seq: int = 0
+
+
+class UploadEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Progress of one chunked upload session: ``chunk``, ``state`` or terminal ``completed``/``aborted``/``expired``/``failed``."""
+
+    type: str
+    upload_id: str
+    state: str
+    received_chunks: int = 0
+    total_chunks: int = 0
+    bytes_received: int = 0
+    size: int = 0
+    file_id: str | None = None
+    job_id: str | None = None
+    error: str | None = None
+    seq: int = 0

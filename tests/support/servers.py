@@ -1,0 +1,148 @@
+"""Real processes the tests talk to: an S3 endpoint, API servers, and a TCP fault proxy."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from db.settings import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(url: str, *, timeout: float = 30.0, process: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"process for {url} exited with {process.returncode}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not answer within {timeout}s")
+
+
+@contextlib.contextmanager
+def s3_server() -> Iterator[str]:
+    """A ``minio`` binary from PATH if there is one, else moto's S3 server; yields host:port."""
+    port = free_port()
+    data = tempfile.mkdtemp(prefix="sluice-s3-")
+    if shutil.which("minio"):
+        env = os.environ | {"MINIO_ROOT_USER": "sluice-dev", "MINIO_ROOT_PASSWORD": "sluice-dev-secret"}
+        argv = ["minio", "server", data, "--address", f"127.0.0.1:{port}", "--quiet"]
+        health = f"http://127.0.0.1:{port}/minio/health/live"
+    else:
+        env = dict(os.environ)
+        argv = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)]
+        health = f"http://127.0.0.1:{port}/"
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(health, process=process)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment that makes a child process read exactly ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLUICE_")}
+    for name in settings.__dataclass_fields__:
+        value = getattr(settings, name)
+        if isinstance(value, tuple):
+            value = ",".join(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"SLUICE_{name.upper()}"] = str(value)
+    return env
+
+
+class ApiServer:
+    """``sluice serve`` in a child process, as a user runs it."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+            env=settings_env(settings),
+            cwd=REPO,
+        )
+        try:
+            wait_for(f"{self.url}/health", process=self.process)
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+class FaultProxy:
+    """A TCP proxy in front of a server that a test can cut, to fail the far side mid-transfer."""
+
+    def __init__(self, target: str) -> None:
+        self.host, port = target.rsplit(":", 1)
+        self.target_port = int(port)
+        self.port = free_port()
+        self.endpoint = f"127.0.0.1:{self.port}"
+        self.cut_after: int | None = None
+        self._forwarded = 0
+        self._writers: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+        self._writers |= {writer, up_writer}
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, count: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    if count:
+                        self._forwarded += len(data)
+                        if self.cut_after is not None and self._forwarded > self.cut_after:
+                            break
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+                up_writer.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+        self._writers -= {writer, up_writer}
