@@ -10,11 +10,13 @@ from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.types import ASGIApp
 
 from app.auth import BearerAuthMiddleware
 from app.deps import provide_db_session, provide_principal, provide_settings, provide_store
 from app.errors import EXCEPTION_HANDLERS
 from app.files.controller import FileController
+from app.files.routing import filename_segment_middleware
 from app.logs import configure_logging
 from app.ops.controller import OpsController
 from app.resources import Resources
@@ -64,6 +66,9 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
     )
 
 
-def app_from_env() -> Litestar:
-    """Entry point for ASGI servers (``uvicorn --factory app.asgi:app_from_env``)."""
-    return create_app(Settings.from_env())
+def app_from_env() -> ASGIApp:
+    """Entry point for ASGI servers (``uvicorn --factory app.asgi:app_from_env``).
+
+    Litestar middleware runs after routing, so the filename fix-up wraps the whole app.
+    """
+    return filename_segment_middleware(create_app(Settings.from_env()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -39,7 +40,7 @@ async def database_url() -> AsyncIterator[str]:
     base = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
     url = f"{base}/{name}"
     try:
-        upgrade(url)
+        await asyncio.to_thread(upgrade, url)
         yield url
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import Unprocessable
+from app.files.routing import decode_filename
 from app.files.schemas import FilePage, FileRecord
 from app.files.service import FileService, Incoming, check_sha256
 from db.settings import Settings
@@ -30,7 +31,7 @@ class FileController(Controller):
     dependencies = {"files": Provide(provide_file_service, sync_to_thread=False)}
 
     @put(
-        "/{filename:path}",
+        "/{filename:str}",
         operation_id="uploadFile",
         status_code=201,
         request_max_body_size=None,
@@ -49,7 +50,7 @@ class FileController(Controller):
         if declared is not None and not declared.isdigit():
             raise Unprocessable("Content-Length must be a whole number of bytes")
         incoming = Incoming(
-            filename=filename.lstrip("/"),
+            filename=decode_filename(filename),
             body=request.stream(),
             declared_size=int(declared) if declared is not None else None,
             sha256=check_sha256(sha256, "X-Content-SHA256"),

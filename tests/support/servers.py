@@ -104,7 +104,8 @@ class ApiServer:
 
 
 class FaultProxy:
-    """A TCP proxy in front of a server that a test can cut, to fail the far side mid-transfer."""
+    """A TCP proxy in front of a server that cuts any connection once its client has sent
+    ``cut_after`` bytes: large transfers fail mid-body while small requests still pass."""
 
     def __init__(self, target: str) -> None:
         self.host, port = target.rsplit(":", 1)
@@ -112,7 +113,6 @@ class FaultProxy:
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
         self.cut_after: int | None = None
-        self._forwarded = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
 
@@ -130,11 +130,12 @@ class FaultProxy:
         self._writers |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, count: bool) -> None:
+            forwarded = 0
             try:
                 while data := await src.read(65536):
                     if count:
-                        self._forwarded += len(data)
-                        if self.cut_after is not None and self._forwarded > self.cut_after:
+                        forwarded += len(data)
+                        if self.cut_after is not None and forwarded > self.cut_after:
                             break
                     dst.write(data)
                     await dst.drain()
