@@ -57,11 +57,15 @@ class PartWriter:
         self._buffer.append(data)
         self._buffered += len(data)
         while self._buffered >= self._part_size:
-            joined = b"".join(self._buffer)
-            rest = joined[self._part_size :]
-            self._buffer = [rest] if rest else []
-            self._buffered = len(rest)
-            await self._send(joined[: self._part_size])
+            # Split only the last chunk, so a part costs one copy (the join), not three.
+            excess = self._buffered - self._part_size
+            rest: list[bytes] = []
+            if excess:
+                last = self._buffer[-1]
+                self._buffer[-1], rest = last[:-excess], [last[-excess:]]
+            part = b"".join(self._buffer)
+            self._buffer, self._buffered = rest, excess
+            await self._send(part)
 
     async def finish(self, expected_sha256: str | None = None) -> str:
         """Flush, verify and publish the object; returns the SHA-256 hex of its bytes."""
