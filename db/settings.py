@@ -68,9 +68,19 @@ class Settings:
     """Seconds finished jobs are kept."""
     dataset_schema: str = "datasets"
     """PostgreSQL schema that holds one table per processed file."""
+    worker_heartbeat_timeout: int = 60
+    """Seconds without a heartbeat after which a worker counts as dead and its unfinished messages are redelivered."""
+    worker_metrics_port: int = 9191
+    """Port of the workers' Prometheus exposition server; 0 turns it off."""
     heartbeat: float = 15.0
     """Seconds between SSE comment heartbeats."""
     log_level: str = "INFO"
+
+    def __post_init__(self) -> None:
+        if self.part_size < 5 * MiB:
+            raise ValueError("SLUICE_PART_SIZE must be at least 5 MiB (5242880): S3 refuses smaller parts")
+        if self.upload_parallel_parts < 1 or self.max_file_size < 1:
+            raise ValueError("SLUICE_UPLOAD_PARALLEL_PARTS and SLUICE_MAX_FILE_SIZE must be positive")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
