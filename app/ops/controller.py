@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import msgspec
@@ -12,6 +13,7 @@ from litestar.datastructures import State
 from sqlalchemy import text
 
 from app.resources import Resources
+from workers.broker import HEARTBEAT_TIMEOUT_MS, heartbeats_key
 
 CHECK_TIMEOUT = 2.0
 
@@ -23,6 +25,7 @@ class Health(msgspec.Struct):
 class Readiness(msgspec.Struct):
     status: str
     checks: dict[str, str]
+    workers: str
 
 
 async def _check(probe: Callable[[], Awaitable[object]]) -> str:
@@ -33,6 +36,13 @@ async def _check(probe: Callable[[], Awaitable[object]]) -> str:
     except Exception as exc:  # noqa: BLE001 - any failure means "not ready", reported by name
         return f"failed: {exc}"[:300]
     return "ok"
+
+
+async def _workers(resources: Resources) -> str:
+    """Live Dramatiq consumers; informational, since uploads are accepted while no worker runs."""
+    since = time.time() * 1000 - HEARTBEAT_TIMEOUT_MS
+    alive = await resources.redis.zcount(heartbeats_key(resources.settings), since, "+inf")
+    return f"{alive} alive" if alive else "none alive: jobs wait in the queue until a worker starts"
 
 
 class OpsController(Controller):
@@ -58,5 +68,9 @@ class OpsController(Controller):
         results = await asyncio.gather(_check(postgres), _check(resources.redis.ping), _check(s3))
         checks = dict(zip(names, results, strict=True))
         failed = [name for name, result in checks.items() if result != "ok"]
-        body = Readiness(status="ok" if not failed else "unavailable: " + ", ".join(failed), checks=checks)
+        body = Readiness(
+            status="ok" if not failed else "unavailable: " + ", ".join(failed),
+            checks=checks,
+            workers=await _workers(resources) if checks["redis"] == "ok" else "unknown",
+        )
         return Response(body, status_code=503 if failed else 200, media_type=MediaType.JSON)

@@ -292,14 +292,16 @@ async def test_requests_need_a_valid_key(api: ApiServer) -> None:
         assert put.status_code == 401
 
 
-async def test_health_and_ready(api: ApiServer, resources: Resources) -> None:
+async def test_health_and_ready(api: ApiServer, client: httpx.AsyncClient, resources: Resources) -> None:
+    assert (await client.get("/api/v1/files")).status_code == 200
     async with httpx.AsyncClient(base_url=api.url) as http:
         assert (await http.get("/health")).json() == {"status": "ok"}
         ready = await http.get("/ready")
         assert ready.status_code == 200
         assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok", "s3": "ok"}
+        assert "alive" in ready.json()["workers"]
         metrics = await http.get("/metrics")
-        assert metrics.status_code == 200 and "sluice_requests_total" in metrics.text
+        assert metrics.status_code == 200 and 'path="/api/v1/files"' in metrics.text
         assert (await http.get("/schema/openapi.json")).status_code == 200
 
     blind = ApiServer(resources.settings.replace(s3_endpoint=f"127.0.0.1:{free_port()}"))
