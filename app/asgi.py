@@ -13,10 +13,12 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp
 
 from app.auth import BearerAuthMiddleware
+from app.datasets.controller import DatasetController
 from app.deps import provide_db_session, provide_principal, provide_settings, provide_store
 from app.errors import EXCEPTION_HANDLERS
 from app.files.controller import FileController
 from app.files.routing import filename_segment_middleware
+from app.jobs.controller import JobController
 from app.logs import configure_logging
 from app.ops.controller import OpsController
 from app.resources import Resources
@@ -48,7 +50,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
 
     prometheus = PrometheusConfig(app_name="sluice", prefix="sluice", group_path=True, exclude=PUBLIC_PATHS)
     return Litestar(
-        route_handlers=[OpsController, MetricsController, FileController],
+        route_handlers=[OpsController, MetricsController, FileController, JobController, DatasetController],
         lifespan=[lifespan],
         middleware=[
             prometheus.middleware,

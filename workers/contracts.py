@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import uuid
 
+from typing import Annotated, Literal
+
 import dramatiq
 import msgspec
 
@@ -82,3 +84,35 @@ class UploadEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     job_id: str | None = None
     error: str | None = None
     seq: int = 0
+
+
+ColumnType = Literal["bigint", "double precision", "numeric", "boolean", "date", "timestamptz", "text"]
+
+
+class ColumnMapping(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """How file columns become table columns; names are header names (as in the file or sanitised)."""
+
+    select: list[str] | None = None
+    """Keep only these columns, in the file's order; all when absent."""
+    rename: dict[str, str] = {}
+    cast: dict[str, ColumnType] = {}
+    """Column type instead of the inferred one; a value that does not cast rejects its row."""
+
+
+class JobOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """The resolved options of one job, stored on the job row; the worker reads them from there."""
+
+    window_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=32)]
+    timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)]
+    max_retries: Annotated[int, msgspec.Meta(ge=1, le=10)]
+    delimiter: str | None = None
+    encoding: str | None = None
+    header: bool | None = None
+    sheet: str | None = None
+    mapping: ColumnMapping | None = None
+
+
+def dataset_table(file_id: uuid.UUID) -> str:
+    """Name of a file's dataset table, inside the dataset schema."""
+    return f"f_{file_id.hex}"

@@ -7,6 +7,7 @@ from typing import Annotated
 from urllib.parse import quote
 
 from litestar import Controller, Request, delete, get, put
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import Parameter
 from litestar.response import Stream
@@ -17,12 +18,13 @@ from app.errors import Unprocessable
 from app.files.routing import decode_filename
 from app.files.schemas import FilePage, FileRecord
 from app.files.service import FileService, Incoming, check_sha256
+from app.jobs.controller import provide_job_service
 from db.settings import Settings
 from db.storage import ObjectStore
 
 
-def provide_file_service(db_session: AsyncSession, store: ObjectStore, settings: Settings) -> FileService:
-    return FileService(db_session, store, settings)
+def provide_file_service(db_session: AsyncSession, store: ObjectStore, settings: Settings, state: State) -> FileService:
+    return FileService(db_session, store, settings, provide_job_service(db_session, settings, state))
 
 
 class FileController(Controller):
@@ -56,7 +58,8 @@ class FileController(Controller):
             sha256=check_sha256(sha256, "X-Content-SHA256"),
             process=process,
         )
-        return FileRecord.of(await files.receive(principal, incoming))
+        file = await files.receive(principal, incoming)
+        return FileRecord.of(file, job_id=files.job_ids.get(file.id))
 
     @get("/", operation_id="listFiles", summary="List files, newest first")
     async def list_files(

@@ -26,9 +26,11 @@ class FileRecord(msgspec.Struct):
     created_at: datetime
     stored_at: datetime | None
     duration_ms: int | None
+    job_id: uuid.UUID | None = None
+    """The job that processes the file, when storing it created one."""
 
     @classmethod
-    def of(cls, file: File) -> FileRecord:
+    def of(cls, file: File, job_id: uuid.UUID | None = None) -> FileRecord:
         return cls(
             id=file.id,
             filename=file.filename,
@@ -45,6 +47,7 @@ class FileRecord(msgspec.Struct):
             created_at=file.created_at,
             stored_at=file.stored_at,
             duration_ms=file.duration_ms,
+            job_id=job_id,
         )
 
 

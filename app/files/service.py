@@ -10,6 +10,7 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from anyio import to_thread
 from sqlalchemy import func, select
@@ -23,6 +24,9 @@ from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
 from db.models import File, FileKind, FileStatus
 from db.settings import Settings
 from db.storage import ObjectStore
+
+if TYPE_CHECKING:
+    from app.jobs.service import JobService
 
 log = logging.getLogger("sluice.files")
 SHA256_HEX = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -51,10 +55,15 @@ def check_sha256(value: str | None, header: str) -> str | None:
 
 
 class FileService:
-    def __init__(self, session: AsyncSession, store: ObjectStore, settings: Settings) -> None:
+    def __init__(
+        self, session: AsyncSession, store: ObjectStore, settings: Settings, jobs: JobService | None = None
+    ) -> None:
         self.session = session
         self.store = store
         self.settings = settings
+        self.jobs = jobs
+        self.job_ids: dict[uuid.UUID, uuid.UUID] = {}
+        """File id → the job that storing it created (committed with the stored file)."""
 
     async def receive(self, owner: Principal, incoming: Incoming) -> File:
         """Stream ``incoming`` into the store; the record is ``stored`` only once the object is whole."""
@@ -116,7 +125,11 @@ class FileService:
         file.status = FileStatus.stored
         file.stored_at = datetime.now(UTC)
         file.duration_ms = round(elapsed * 1000)
+        job = self.jobs.add_for_file(file) if self.jobs is not None else None
         await self.session.commit()
+        if job is not None and self.jobs is not None:
+            self.job_ids[file.id] = job.id
+            await self.jobs.send([job])
         log.info(
             "file stored",
             extra={
@@ -167,6 +180,8 @@ class FileService:
             return
         if file.status == FileStatus.stored:
             await to_thread.run_sync(self.store.delete, file.storage_key)
+        if self.jobs is not None:
+            await self.jobs.forget_file(file)
         file.status = FileStatus.deleted
         file.deleted_at = datetime.now(UTC)
         await self.session.commit()

@@ -1,0 +1,37 @@
+"""HTTP routes of datasets: the rows of a processed file."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from litestar import Controller, get
+from litestar.di import Provide
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import Principal
+from app.datasets.schemas import RowsPage
+from app.datasets.service import DatasetService
+from db.settings import Settings
+
+
+def provide_dataset_service(db_session: AsyncSession, settings: Settings) -> DatasetService:
+    return DatasetService(db_session, settings)
+
+
+class DatasetController(Controller):
+    path = "/api/v1/files"
+    tags = ["datasets"]
+    dependencies = {"datasets": Provide(provide_dataset_service, sync_to_thread=False)}
+
+    @get("/{file_id:uuid}/rows", operation_id="getFileRows", summary="Columns with types, and rows in file order")
+    async def rows(
+        self,
+        datasets: DatasetService,
+        principal: Principal,
+        file_id: uuid.UUID,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+    ) -> RowsPage:
+        return await datasets.rows(principal, file_id, offset=offset, limit=limit)

@@ -1,0 +1,85 @@
+"""Datasets: reading the typed table a processed file became."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import Principal
+from app.errors import Conflict, NotFound
+from app.datasets.schemas import Column, RowsPage
+from db.models import File, Job, JobState
+from db.settings import Settings
+from workers.contracts import dataset_table
+
+ROW_COLUMN = "_row"
+
+
+class DatasetService:
+    def __init__(self, session: AsyncSession, settings: Settings) -> None:
+        self.session = session
+        self.settings = settings
+
+    async def rows(self, owner: Principal, file_id: uuid.UUID, *, offset: int, limit: int) -> RowsPage:
+        file = await self.session.scalar(select(File).where(File.id == file_id, File.owner_id == owner.owner_id))
+        if file is None:
+            raise NotFound(f"no file {file_id}")
+        table = dataset_table(file.id)
+        qualified = f'"{self.settings.dataset_schema}"."{table}"'
+        completed = await self.session.scalar(
+            select(Job)
+            .where(Job.file_id == file.id, Job.state == JobState.completed)
+            .order_by(Job.finished_at.desc())
+            .limit(1)
+        )
+        exists = await self.session.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": qualified})
+        if completed is None or not exists:
+            raise await self._no_table(file)
+        columns = [
+            Column(name, type_)
+            for name, type_ in await self.session.execute(
+                text(
+                    "SELECT attname, format_type(atttypid, atttypmod) FROM pg_attribute"
+                    " WHERE attrelid = CAST(:name AS regclass) AND attnum > 0 AND NOT attisdropped"
+                    " ORDER BY attnum"
+                ),
+                {"name": qualified},
+            )
+            if name != ROW_COLUMN
+        ]
+        names = ", ".join(f'"{c.name}"' for c in columns)
+        result = await self.session.execute(
+            text(f"SELECT {ROW_COLUMN}, {names} FROM {qualified} ORDER BY {ROW_COLUMN} OFFSET :o LIMIT :l"),
+            {"o": offset, "l": limit},
+        )
+        records = result.all()
+        return RowsPage(
+            file_id=file.id,
+            job_id=completed.id,
+            table=f"{self.settings.dataset_schema}.{table}",
+            columns=columns,
+            rows=[list(r[1:]) for r in records],
+            row_numbers=[r[0] for r in records],
+            total=completed.rows_ok,
+            offset=offset,
+            limit=limit,
+        )
+
+    async def _no_table(self, file: File) -> Exception:
+        latest = await self.session.scalar(
+            select(Job).where(Job.file_id == file.id).order_by(Job.created_at.desc()).limit(1)
+        )
+        if latest is None:
+            return NotFound(
+                f"file {file.id} has no table: it was not processed; process it with POST /api/v1/jobs"
+            )
+        if latest.state in (JobState.pending, JobState.processing):
+            return Conflict(
+                f"file {file.id} has no table yet: job {latest.id} is {latest.state}"
+                f" ({latest.progress:.0f}%); its rows appear when the job completes",
+                job_id=str(latest.id),
+            )
+        reason = f": {latest.error}" if latest.error else ""
+        return NotFound(f"file {file.id} has no table: job {latest.id} ended {latest.state}{reason}")

@@ -1,0 +1,103 @@
+"""API shapes of the jobs domain."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any
+
+import msgspec
+
+from db.models import Job
+from workers.contracts import ColumnMapping
+
+ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+class JobOptionsIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """Options a client may set; anything left out takes the server's default."""
+
+    window_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=32)] | None = None
+    timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] | None = None
+    max_retries: Annotated[int, msgspec.Meta(ge=1, le=10)] | None = None
+    delimiter: Annotated[str, msgspec.Meta(min_length=1, max_length=1)] | None = None
+    encoding: ShortText | None = None
+    header: bool | None = None
+    sheet: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
+    mapping: ColumnMapping | None = None
+
+
+class JobsIn(msgspec.Struct, forbid_unknown_fields=True):
+    file_ids: Annotated[list[uuid.UUID], msgspec.Meta(min_length=1, max_length=100)]
+    options: JobOptionsIn = msgspec.field(default_factory=JobOptionsIn)
+
+
+class JobRecord(msgspec.Struct):
+    id: uuid.UUID
+    batch_id: uuid.UUID
+    file_id: uuid.UUID
+    state: str
+    options: dict[str, Any]
+    dataset_table: str | None
+    rows_ok: int
+    rows_rejected: int
+    bytes_read: int
+    bytes_total: int
+    progress: float
+    rate: float
+    eta_s: float | None
+    error: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobRecord:
+        return cls(
+            id=job.id,
+            batch_id=job.batch_id,
+            file_id=job.file_id,
+            state=str(job.state),
+            options=job.options,
+            dataset_table=job.dataset_table,
+            rows_ok=job.rows_ok,
+            rows_rejected=job.rows_rejected,
+            bytes_read=job.bytes_read,
+            bytes_total=job.bytes_total,
+            progress=job.progress,
+            rate=job.rate,
+            eta_s=job.eta_s,
+            error=job.error,
+            attempts=job.attempts,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )
+
+
+class BatchRecord(msgspec.Struct):
+    batch_id: uuid.UUID
+    jobs: list[JobRecord]
+
+
+class JobPage(msgspec.Struct):
+    items: list[JobRecord]
+    total: int
+    offset: int
+    limit: int
+
+
+class RejectRecord(msgspec.Struct):
+    row_number: int
+    reason: str
+    raw: str
+
+
+class RejectPage(msgspec.Struct):
+    job_id: uuid.UUID
+    items: list[RejectRecord]
+    total: int
+    offset: int
+    limit: int

@@ -1,0 +1,218 @@
+"""Jobs: creating and sending them to the workers, reading, cancelling, and listing their rejects."""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import msgspec
+from anyio import to_thread
+from dramatiq import Broker
+from redis.asyncio import Redis
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth import Principal
+from app.errors import Conflict, NotFound, Unprocessable
+from app.jobs.schemas import JobOptionsIn, JobsIn
+from db.models import TERMINAL_JOB_STATES, File, FileKind, FileStatus, Job, JobReject, JobState
+from db.settings import Settings
+from workers.contracts import JobEvent, JobOptions, dataset_table, job_channel, process_file_message
+from workers.progress import publish
+
+log = logging.getLogger("sluice.jobs")
+PROCESSABLE = frozenset({FileKind.csv, FileKind.tsv, FileKind.xlsx})
+ACTIVE_STATES = (JobState.pending, JobState.processing)
+
+
+def resolve_options(given: JobOptionsIn, settings: Settings) -> JobOptions:
+    """The options a job runs with: what the client gave, the server's defaults for the rest."""
+    if given.encoding is not None:
+        try:
+            codecs.lookup(given.encoding)
+        except LookupError:
+            raise Unprocessable(
+                f"options.encoding {given.encoding!r} is not an encoding Python knows; try utf-8, utf-16 or latin-1"
+            ) from None
+    return JobOptions(
+        window_rows=given.window_rows or settings.window_rows,
+        max_concurrency=given.max_concurrency or settings.max_concurrency,
+        timeout_s=given.timeout_s or settings.job_timeout,
+        max_retries=given.max_retries or settings.job_max_retries,
+        delimiter=given.delimiter,
+        encoding=given.encoding,
+        header=given.header,
+        sheet=given.sheet,
+        mapping=given.mapping,
+    )
+
+
+class JobService:
+    def __init__(self, session: AsyncSession, settings: Settings, broker: Broker, redis: Redis) -> None:
+        self.session = session
+        self.settings = settings
+        self.broker = broker
+        self.redis = redis
+
+    def add_for_file(self, file: File) -> Job | None:
+        """The automatic job of a file about to be committed as stored, in the same transaction."""
+        if not file.process or file.kind not in PROCESSABLE or file.status != FileStatus.stored:
+            return None
+        return self._new_job(file, uuid.uuid4(), resolve_options(JobOptionsIn(), self.settings))
+
+    async def submit(self, owner: Principal, request: JobsIn) -> tuple[uuid.UUID, list[Job]]:
+        """(Re)process files as one batch; all files are checked before any job is created."""
+        options = resolve_options(request.options, self.settings)
+        wanted = list(dict.fromkeys(request.file_ids))
+        files = {
+            f.id: f
+            for f in await self.session.scalars(
+                select(File).where(File.id.in_(wanted), File.owner_id == owner.owner_id)
+            )
+        }
+        missing = [str(i) for i in wanted if i not in files]
+        if missing:
+            raise NotFound(f"no file {', '.join(missing)}")
+        for file in files.values():
+            if file.status != FileStatus.stored:
+                raise Conflict(f"file {file.id} is {file.status}; only stored files can be processed")
+            if file.kind not in PROCESSABLE:
+                raise Unprocessable(f"file {file.id} is not CSV, TSV or XLSX; it cannot be processed")
+        busy = await self.session.scalar(
+            select(Job).where(Job.file_id.in_(wanted), Job.state.in_(ACTIVE_STATES)).limit(1)
+        )
+        if busy is not None:
+            raise Conflict(
+                f"file {busy.file_id} already has job {busy.id} ({busy.state}); wait for it or cancel it first",
+                job_id=str(busy.id),
+            )
+        batch_id = uuid.uuid4()
+        jobs = [self._new_job(files[i], batch_id, options) for i in wanted]
+        await self.session.commit()
+        await self.send(jobs)
+        return batch_id, jobs
+
+    def _new_job(self, file: File, batch_id: uuid.UUID, options: JobOptions) -> Job:
+        job = Job(
+            id=uuid.uuid4(),
+            owner_id=file.owner_id,
+            batch_id=batch_id,
+            file_id=file.id,
+            state=JobState.pending,
+            options=msgspec.to_builtins(options),
+            bytes_total=file.size,
+            rows_ok=0,
+            rows_rejected=0,
+            bytes_read=0,
+            progress=0.0,
+            rate=0.0,
+            attempts=0,
+            cancel_requested=False,
+        )
+        self.session.add(job)
+        return job
+
+    async def send(self, jobs: Sequence[Job]) -> None:
+        """Send each job's message; a job whose message could not be sent says so, and the
+        workers' periodic ``resend_pending_jobs`` sends it again."""
+        for job in jobs:
+            try:
+                await to_thread.run_sync(self.broker.enqueue, process_file_message(job.id))
+            except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job pending, with a reason
+                log.warning("could not enqueue job", extra={"job_id": str(job.id), "error": str(exc)})
+                job.error = f"the job could not be queued yet ({exc}); it will be sent again automatically"
+            else:
+                job.enqueued_at = datetime.now(UTC)
+        await self.session.commit()
+
+    async def get(self, owner: Principal, job_id: uuid.UUID) -> Job:
+        job = await self.session.scalar(select(Job).where(Job.id == job_id, Job.owner_id == owner.owner_id))
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        return job
+
+    async def list(
+        self, owner: Principal, *, offset: int, limit: int, state: str | None, batch_id: uuid.UUID | None
+    ) -> tuple[list[Job], int]:
+        where = [Job.owner_id == owner.owner_id]
+        if state is not None:
+            if state not in JobState.__members__:
+                raise Unprocessable(f"state must be one of {', '.join(JobState)}, not {state!r}")
+            where.append(Job.state == JobState(state))
+        if batch_id is not None:
+            where.append(Job.batch_id == batch_id)
+        total = await self.session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
+        rows = await self.session.scalars(
+            select(Job).where(*where).order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)
+        )
+        return list(rows), total
+
+    async def cancel(self, owner: Principal, job_id: uuid.UUID) -> Job:
+        """A pending job is cancelled at once; a running one is asked to stop (within one window)."""
+        job = await self.session.scalar(
+            select(Job).where(Job.id == job_id, Job.owner_id == owner.owner_id).with_for_update()
+        )
+        if job is None:
+            raise NotFound(f"no job {job_id}")
+        if job.state in TERMINAL_JOB_STATES:
+            raise Conflict(f"job {job_id} is already {job.state}; there is nothing to cancel")
+        job.cancel_requested = True
+        if job.state == JobState.pending:
+            job.state = JobState.cancelled
+            job.finished_at = datetime.now(UTC)
+        await self.session.commit()
+        if job.state == JobState.cancelled:
+            await self._publish_terminal(job)
+        return job
+
+    async def _publish_terminal(self, job: Job) -> None:
+        event = JobEvent(
+            type=str(job.state),
+            job_id=str(job.id),
+            batch_id=str(job.batch_id),
+            file_id=str(job.file_id),
+            state=str(job.state),
+            rows_ok=job.rows_ok,
+            rows_rejected=job.rows_rejected,
+            bytes_read=job.bytes_read,
+            bytes_total=job.bytes_total,
+            progress=job.progress,
+            error=job.error,
+        )
+        try:
+            await publish(self.redis, job_channel(self.settings.redis_prefix, job.id), event)
+        except Exception as exc:  # noqa: BLE001 - the job row is the truth; the event is a courtesy
+            log.warning("could not publish job event", extra={"job_id": str(job.id), "error": str(exc)})
+
+    async def rejects(
+        self, owner: Principal, job_id: uuid.UUID, *, offset: int, limit: int
+    ) -> tuple[list[JobReject], int]:
+        job = await self.get(owner, job_id)
+        total = await self.session.scalar(
+            select(func.count()).select_from(JobReject).where(JobReject.job_id == job.id)
+        )
+        rows = await self.session.scalars(
+            select(JobReject)
+            .where(JobReject.job_id == job.id)
+            .order_by(JobReject.row_number, JobReject.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        return list(rows), total or 0
+
+    async def forget_file(self, file: File) -> None:
+        """Before a file is deleted: stop its jobs and drop its dataset (committed by the caller)."""
+        active = await self.session.scalars(
+            select(Job).where(Job.file_id == file.id, Job.state.in_(ACTIVE_STATES)).with_for_update()
+        )
+        now = datetime.now(UTC)
+        for job in active:
+            job.cancel_requested = True
+            if job.state == JobState.pending:
+                job.state = JobState.cancelled
+                job.finished_at = now
+        schema = self.settings.dataset_schema
+        await self.session.execute(text(f'DROP TABLE IF EXISTS "{schema}"."{dataset_table(file.id)}"'))

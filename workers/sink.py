@@ -1,0 +1,288 @@
+"""The dataset sink: typed tables in the dataset schema, filled window by window with COPY.
+
+Each window commits in one transaction with its checkpoint row, its rejects and the job's
+counters, so a redelivered job skips committed windows and no row is stored twice or lost.
+A window PostgreSQL refuses is salvaged row by row (savepoints): the rows that fit are stored,
+each one that does not is rejected with PostgreSQL's own message.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import asyncpg
+
+ROW_COLUMN = "_row"
+_LINE = re.compile(r"\bline (\d+)\b")
+_COLUMN = re.compile(r'\bcolumn (\S+)')
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetColumn:
+    name: str
+    pg_type: str
+    keep: bool = True
+    """False: loaded as text (so it never rejects a row) and dropped when the job completes."""
+
+
+@dataclass(frozen=True, slots=True)
+class Reject:
+    row_number: int
+    reason: str
+    raw: str
+
+
+@dataclass(slots=True)
+class WindowResult:
+    rows_ok: int
+    rows_rejected: int
+    cancel_requested: bool
+    already_committed: bool = False
+
+
+@dataclass(slots=True)
+class Progress:
+    """What the window transaction writes on the job row besides its own counts."""
+
+    bytes_read: int
+    progress: float
+    rate: float
+    eta_s: float | None
+
+
+@dataclass(slots=True)
+class Sink:
+    pool: asyncpg.Pool
+    schema: str
+    table: str
+    """The final table name; the job writes ``staging`` and renames it when it completes."""
+    staging: str
+    job_id: uuid.UUID
+    columns: Sequence[DatasetColumn]
+    _copy_columns: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._copy_columns = [ROW_COLUMN, *(c.name for c in self.columns)]
+
+    async def create(self) -> None:
+        """(Re)create the empty staging table; the final table, if any, is left as it is."""
+        body = ", ".join(
+            [f"{_q(ROW_COLUMN)} bigint NOT NULL"]
+            + [f"{_q(c.name)} {c.pg_type if c.keep else 'text'}" for c in self.columns]
+        )
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(self.schema)}")
+            await conn.execute(f"DROP TABLE IF EXISTS {self._staging}")
+            await conn.execute(f"CREATE TABLE {self._staging} ({body})")
+
+    async def drop_staging(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute(f"DROP TABLE IF EXISTS {self._staging}")
+
+    async def write(
+        self,
+        index: int,
+        data: bytes,
+        rows: int,
+        parse_rejects: Sequence[Reject],
+        bytes_read: int,
+        progress: Progress,
+    ) -> WindowResult:
+        """Store one window: ``rows`` CSV records in ``data``, each with its row number as first field."""
+        async with self.pool.acquire() as conn:
+            try:
+                async with conn.transaction():
+                    await self._copy(conn, data)
+                    return await self._checkpoint(conn, index, rows, list(parse_rejects), bytes_read, progress)
+            except asyncpg.DataError as exc:
+                first = exc
+            except asyncpg.UniqueViolationError:
+                return WindowResult(0, 0, False, already_committed=True)
+            try:
+                async with conn.transaction():
+                    rows_ok, rejects = await self._salvage(conn, _split(data), first)
+                    return await self._checkpoint(
+                        conn, index, rows_ok, [*parse_rejects, *rejects], bytes_read, progress
+                    )
+            except asyncpg.UniqueViolationError:
+                return WindowResult(0, 0, False, already_committed=True)
+
+    async def finalize(self) -> tuple[int, int, int] | None:
+        """Make the staging table the file's dataset, unless the job was cancelled meanwhile.
+
+        Returns the job's totals (rows ok, rows rejected, bytes read), or ``None`` if cancelled.
+        """
+        async with self.pool.acquire() as conn, conn.transaction():
+            cancelled = await conn.fetchval("SELECT cancel_requested FROM jobs WHERE id = $1 FOR UPDATE", self.job_id)
+            if cancelled is None or cancelled:
+                return None
+            totals = await conn.fetchrow(
+                "SELECT coalesce(sum(rows_ok), 0)::bigint AS ok, coalesce(sum(rows_rejected), 0)::bigint AS rejected,"
+                " coalesce(max(bytes_read), 0)::bigint AS bytes FROM job_windows WHERE job_id = $1",
+                self.job_id,
+            )
+            dropped = [c.name for c in self.columns if not c.keep]
+            if dropped:
+                drops = ", ".join(f"DROP COLUMN {_q(name)}" for name in dropped)
+                await conn.execute(f"ALTER TABLE {self._staging} {drops}")
+            # Rows arrive out of order from concurrent windows; the index serves reads in file order.
+            await conn.execute(f"CREATE INDEX {_q(self.staging + '_row')} ON {self._staging} ({_q(ROW_COLUMN)})")
+            await conn.execute(f"DROP TABLE IF EXISTS {self._final}")
+            await conn.execute(f"ALTER TABLE {self._staging} RENAME TO {_q(self.table)}")
+            await conn.execute(
+                "UPDATE jobs SET state = 'completed', rows_ok = $2, rows_rejected = $3, bytes_read = $4,"
+                " progress = 100, eta_s = 0, error = NULL, dataset_table = $5, finished_at = now(),"
+                " updated_at = now() WHERE id = $1",
+                self.job_id,
+                totals["ok"],
+                totals["rejected"],
+                totals["bytes"],
+                f"{self.schema}.{self.table}",
+            )
+            return int(totals["ok"]), int(totals["rejected"]), int(totals["bytes"])
+
+    @property
+    def _staging(self) -> str:
+        return f"{_q(self.schema)}.{_q(self.staging)}"
+
+    @property
+    def _final(self) -> str:
+        return f"{_q(self.schema)}.{_q(self.table)}"
+
+    async def _copy(self, conn: asyncpg.Connection, data: bytes) -> None:
+        await conn.copy_to_table(
+            self.staging, source=memoryview(data), schema_name=self.schema, columns=self._copy_columns, format="csv"
+        )
+
+    async def _checkpoint(
+        self,
+        conn: asyncpg.Connection,
+        index: int,
+        rows_ok: int,
+        rejects: list[Reject],
+        bytes_read: int,
+        progress: Progress,
+    ) -> WindowResult:
+        await conn.execute(
+            "INSERT INTO job_windows (job_id, index, rows_ok, rows_rejected, bytes_read, committed_at)"
+            " VALUES ($1, $2, $3, $4, $5, now())",
+            self.job_id,
+            index,
+            rows_ok,
+            len(rejects),
+            bytes_read,
+        )
+        if rejects:
+            await conn.copy_records_to_table(
+                "job_rejects",
+                records=[(self.job_id, r.row_number, r.reason, r.raw) for r in rejects],
+                columns=["job_id", "row_number", "reason", "raw"],
+            )
+        cancel = await conn.fetchval(
+            "UPDATE jobs SET rows_ok = rows_ok + $2, rows_rejected = rows_rejected + $3,"
+            " bytes_read = greatest(bytes_read, $4), progress = $5, rate = $6, eta_s = $7, updated_at = now()"
+            " WHERE id = $1 RETURNING cancel_requested",
+            self.job_id,
+            rows_ok,
+            len(rejects),
+            progress.bytes_read,
+            progress.progress,
+            progress.rate,
+            progress.eta_s,
+        )
+        return WindowResult(rows_ok, len(rejects), bool(cancel))
+
+    async def _salvage(
+        self, conn: asyncpg.Connection, records: list[tuple[int, bytes]], error: asyncpg.DataError
+    ) -> tuple[int, list[Reject]]:
+        """Store what fits of ``records``, which failed as a whole with ``error``.
+
+        PostgreSQL names the failing line, so the rows before it are stored in one COPY, that row is
+        rejected, and the rest is tried again; without a line number the records are halved.
+        """
+        stored = 0
+        rejects: list[Reject] = []
+        while records:
+            line = _failing_line(error)
+            if line is None or line > len(records):
+                ok, more = await self._bisect(conn, records, error)
+                return stored + ok, rejects + more
+            before, bad, records = records[: line - 1], records[line - 1], records[line:]
+            if before:
+                ok, more = await self._try_all(conn, before)
+                stored, rejects = stored + ok, rejects + more
+            rejects.append(_reject(bad, error))
+            if not records:
+                break
+            try:
+                await self._copy_savepoint(conn, records)
+            except asyncpg.DataError as exc:
+                error = exc
+                continue
+            stored += len(records)
+            break
+        return stored, rejects
+
+    async def _try_all(self, conn: asyncpg.Connection, records: list[tuple[int, bytes]]) -> tuple[int, list[Reject]]:
+        try:
+            await self._copy_savepoint(conn, records)
+        except asyncpg.DataError as exc:
+            return await self._salvage(conn, records, exc)
+        return len(records), []
+
+    async def _bisect(
+        self, conn: asyncpg.Connection, records: list[tuple[int, bytes]], error: asyncpg.DataError
+    ) -> tuple[int, list[Reject]]:
+        if len(records) == 1:
+            return 0, [_reject(records[0], error)]
+        middle = len(records) // 2
+        stored = 0
+        rejects: list[Reject] = []
+        for half in (records[:middle], records[middle:]):
+            ok, more = await self._try_all(conn, half)
+            stored, rejects = stored + ok, rejects + more
+        return stored, rejects
+
+    async def _copy_savepoint(self, conn: asyncpg.Connection, records: list[tuple[int, bytes]]) -> None:
+        async with conn.transaction():
+            await self._copy(conn, b"".join(r for _, r in records))
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _split(data: bytes) -> list[tuple[int, bytes]]:
+    """The CSV records of ``data`` as (row number, record bytes) — only on the slow path."""
+    out: list[tuple[int, bytes]] = []
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    for fields in csv.reader(io.StringIO(data.decode("utf-8"), newline="")):
+        if not fields:
+            continue
+        writer.writerow(fields)
+        out.append((int(fields[0]), buffer.getvalue().encode("utf-8")))
+        buffer.seek(0)
+        buffer.truncate()
+    return out
+
+
+def _failing_line(error: asyncpg.DataError) -> int | None:
+    found = _LINE.search(getattr(error, "context", None) or "")
+    return int(found.group(1)) if found else None
+
+
+def _reject(record: tuple[int, bytes], error: asyncpg.DataError) -> Reject:
+    row_number, raw = record
+    reason = error.args[0] if error.args else str(error)
+    found = _COLUMN.search(getattr(error, "context", None) or "")
+    if found:
+        reason = f"{reason} (column {found.group(1).rstrip(':')})"
+    # The stored text is the record as the file had it, without the row number Sluice put in front.
+    text = raw.decode("utf-8").rstrip("\n")
+    return Reject(row_number, reason, text.split(",", 1)[1] if "," in text else "")
