@@ -57,10 +57,9 @@ on_stop() { STOP_NAMES+=("$1"); STOP_CMDS+=("$2"); }
 
 _group_alive() { kill -0 -- "-$1" 2>/dev/null || kill -0 "$1" 2>/dev/null; }
 
-stop_started() {
-    (( _STOPPED )) && return 0
-    _STOPPED=1
-    started_anything || return 0
+# Children first (TERM to each process group, KILL after SLUICE_STOP_TIMEOUT), then commands.
+# bash's own job-table chatter goes to stop.log; our messages go to stdout.
+_stop_children() {
     local i pid deadline alive
     if (( ${#CHILD_PIDS[@]} )); then
         say "stopping ${CHILD_NAMES[*]}"
@@ -76,7 +75,7 @@ stop_started() {
             (( ${#alive[@]} == 0 )) && break
             if (( SECONDS >= deadline )); then
                 for i in "${alive[@]}"; do
-                    warn "${CHILD_NAMES[$i]} did not stop within ${SLUICE_STOP_TIMEOUT}s; killing it"
+                    say "warning: ${CHILD_NAMES[$i]} did not stop within ${SLUICE_STOP_TIMEOUT}s; killing it"
                     kill -KILL -- "-${CHILD_PIDS[$i]}" 2>/dev/null || kill -KILL "${CHILD_PIDS[$i]}" 2>/dev/null || true
                 done
                 sleep 0.2
@@ -84,8 +83,16 @@ stop_started() {
             fi
             sleep 0.2
         done
-        wait 2>/dev/null || true
+        wait || true
     fi
+}
+
+stop_started() {
+    (( _STOPPED )) && return 0
+    _STOPPED=1
+    started_anything || return 0
+    local i
+    _stop_children 2>>"$LOG_DIR/stop.log"
     for (( i = ${#STOP_CMDS[@]} - 1; i >= 0; i-- )); do
         say "stopping ${STOP_NAMES[$i]}"
         eval "${STOP_CMDS[$i]}" >>"$LOG_DIR/stop.log" 2>&1 || warn "could not stop ${STOP_NAMES[$i]} (see $LOG_DIR/stop.log)"
@@ -327,11 +334,12 @@ EOF
 redis_answers() {
     local reply
     reply=$(
+        exec 2>/dev/null
         exec 3<>"/dev/tcp/$1/$2" || exit 1
         printf 'PING\r\n' >&3
         IFS= read -r -t 2 line <&3 || exit 1
         printf '%s' "$line"
-    ) 2>/dev/null || return 1
+    ) || return 1
     [[ "$reply" == +PONG* || "$reply" == -NOAUTH* || "$reply" == -LOADING* ]]
 }
 
