@@ -22,6 +22,7 @@ from app.jobs.controller import JobController
 from app.logs import configure_logging
 from app.ops.controller import OpsController
 from app.resources import Resources
+from app.uploads.controller import UploadController
 from db.settings import Settings
 
 PUBLIC_PATHS = ["^/health$", "^/ready$", "^/metrics$", "^/schema"]
@@ -50,7 +51,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
 
     prometheus = PrometheusConfig(app_name="sluice", prefix="sluice", group_path=True, exclude=PUBLIC_PATHS)
     return Litestar(
-        route_handlers=[OpsController, MetricsController, FileController, JobController, DatasetController],
+        route_handlers=[OpsController, MetricsController, FileController, UploadController, JobController, DatasetController],
         lifespan=[lifespan],
         middleware=[
             prometheus.middleware,

@@ -56,6 +56,8 @@ class Settings:
     """Seconds an idle chunked upload session lives."""
     chunk_size: int = 8 * MiB
     """Default chunk size of chunked upload sessions."""
+    max_chunk_size: int = 64 * MiB
+    """Largest chunk size a session may ask for: the API holds one whole chunk per request in memory."""
     window_rows: int = 1000
     """Rows per processing window."""
     max_concurrency: int = 5

@@ -4,15 +4,15 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Integer, String, Text, func
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, Timestamps, new_id
+from db.models.files import FileKind
 
 
 class SessionState(enum.StrEnum):
     receiving = "receiving"
-    completing = "completing"
     completed = "completed"
     aborted = "aborted"
     expired = "expired"
@@ -20,9 +20,14 @@ class SessionState(enum.StrEnum):
 
 
 class UploadSession(Timestamps, Base):
-    """A chunked, resumable upload: one S3 multipart upload whose parts are the chunks."""
+    """A chunked, resumable upload: one S3 multipart upload whose parts are the chunks.
+
+    ``storage_key`` names the object and, in its last segment, the id the file record gets on
+    completion; ``kind`` and ``encoding`` are detected from chunk 0 when it arrives.
+    """
 
     __tablename__ = "upload_sessions"
+    __table_args__ = (Index("ix_upload_sessions_state_expires", "state", "expires_at"),)
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID] = mapped_column(index=True)
@@ -33,6 +38,8 @@ class UploadSession(Timestamps, Base):
     total_chunks: Mapped[int] = mapped_column(Integer)
     sha256: Mapped[str | None] = mapped_column(String(64))
     content_type: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[FileKind | None] = mapped_column(Enum(FileKind, name="file_kind", native_enum=False, length=16))
+    encoding: Mapped[str | None] = mapped_column(String(32))
     process: Mapped[bool] = mapped_column(default=True)
     state: Mapped[SessionState] = mapped_column(
         Enum(SessionState, name="session_state", native_enum=False, length=16), default=SessionState.receiving
@@ -40,9 +47,9 @@ class UploadSession(Timestamps, Base):
     error: Mapped[str | None] = mapped_column(Text)
     bucket: Mapped[str] = mapped_column(String(63))
     storage_key: Mapped[str] = mapped_column(String(1024))
-    s3_upload_id: Mapped[str | None] = mapped_column(String(1024))
+    s3_upload_id: Mapped[str] = mapped_column(String(1024))
     file_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("files.id", ondelete="SET NULL"))
-    expires_at: Mapped[datetime] = mapped_column(index=True)
+    expires_at: Mapped[datetime]
 
 
 class UploadChunk(Base):
