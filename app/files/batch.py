@@ -1,0 +1,230 @@
+"""Batch upload: ``POST /api/v1/files`` with 1 to 20 ``file`` parts, each streamed to storage as it arrives.
+
+Litestar's own form parsing spools whole parts to temporary files first, so the body is parsed
+here as a stream with ``streaming-form-data``: the parser turns each piece of the body into
+events (a part starts, bytes of it, it ends), and each ``file`` part is handed to
+``FileService.receive`` as its own async byte stream while the request is still arriving.
+A text part named ``sha256`` (hex) before a file part is that file's expected checksum.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import msgspec
+from litestar import Request, Response, post
+from litestar.di import Provide
+from litestar.params import Parameter
+from streaming_form_data import StreamingFormDataParser
+from streaming_form_data.parser import ParseFailedException
+from streaming_form_data.targets import BaseTarget
+
+from app.auth import Principal
+from app.errors import ServiceError, Unprocessable, UnsupportedType
+from app.files.controller import provide_file_service
+from app.files.schemas import FileRecord
+from app.files.service import FileService, Incoming, check_sha256
+from db.storage import StorageError
+
+MAX_FILES = 20
+MAX_FIELD_BYTES = 256
+
+
+class BatchItem(msgspec.Struct, omit_defaults=True):
+    filename: str
+    status: str
+    """``stored`` or ``failed``."""
+    status_code: int
+    """What a single-file upload of this part would have answered."""
+    detail: str | None = None
+    file: FileRecord | None = None
+
+
+class BatchResult(msgspec.Struct):
+    status_code: int
+    detail: str
+    count: int
+    failure_count: int
+    duration_ms: int
+    results: list[BatchItem]
+
+
+@dataclass(frozen=True, slots=True)
+class _Start:
+    field: str
+    filename: str | None
+
+
+_END = object()
+
+
+class _Collector(BaseTarget):
+    """Turns the parser's callbacks for one field name into events, in body order."""
+
+    def __init__(self, field: str, events: deque[object]) -> None:
+        super().__init__()
+        self._field = field
+        self._events = events
+
+    def on_start(self) -> None:
+        self._events.append(_Start(self._field, self.multipart_filename))
+
+    def on_data_received(self, chunk: bytes) -> None:
+        self._events.append(chunk)
+
+    def on_finish(self) -> None:
+        self._events.append(_END)
+        self.multipart_filename = None
+
+
+class BatchService:
+    def __init__(self, files: FileService) -> None:
+        self.files = files
+
+    async def receive(
+        self, owner: Principal, content_type: str, body: AsyncIterator[bytes], *, process: bool
+    ) -> BatchResult:
+        started = time.perf_counter()
+        events: deque[object] = deque()
+        try:
+            parser = StreamingFormDataParser({"Content-Type": content_type})
+        except ParseFailedException:
+            raise UnsupportedType(
+                "send multipart/form-data with 1 to 20 parts named 'file' (curl -F file=@a.csv -F file=@b.csv)"
+            ) from None
+        parser.register("file", _Collector("file", events))
+        parser.register("sha256", _Collector("sha256", events))
+        stream = _events(body, parser, events)
+
+        results: list[BatchItem] = []
+        expected_sha256: str | None = None
+        async for event in stream:
+            if not isinstance(event, _Start):
+                continue
+            if event.field == "sha256":
+                expected_sha256 = await _field_value(stream)
+                continue
+            if len(results) == MAX_FILES:
+                await self._undo(owner, results)
+                raise ServiceError(
+                    f"send at most {MAX_FILES} files per request; none of this request's files were kept"
+                )
+            results.append(await self._one(owner, event.filename, _part(stream), expected_sha256, process))
+            expected_sha256 = None
+        if not results:
+            raise ServiceError(f"send 1 to {MAX_FILES} parts named 'file' (curl -F file=@a.csv)")
+        return _summary(results, started)
+
+    async def _one(
+        self, owner: Principal, filename: str | None, body: AsyncIterator[bytes], sha256: str | None, process: bool
+    ) -> BatchItem:
+        name = filename or "upload"
+        try:
+            incoming = Incoming(filename=name, body=body, sha256=check_sha256(sha256, "the sha256 field"), process=process)
+            file = await self.files.receive(owner, incoming)
+        except ServiceError as exc:
+            return BatchItem(filename=name, status="failed", status_code=exc.status_code, detail=exc.detail)
+        except StorageError:
+            return BatchItem(
+                filename=name, status="failed", status_code=503, detail="the object store is unavailable; retry later"
+            )
+        finally:
+            # The next part starts only after this one's remaining bytes (if it failed early).
+            async for _ in body:
+                pass
+        record = FileRecord.of(file, job_id=self.files.job_ids.get(file.id))
+        return BatchItem(filename=name, status="stored", status_code=201, file=record)
+
+    async def _undo(self, owner: Principal, results: list[BatchItem]) -> None:
+        for item in results:
+            if item.file is not None:
+                await self.files.delete(owner, item.file.id)
+
+
+async def _events(
+    body: AsyncIterator[bytes], parser: StreamingFormDataParser, events: deque[object]
+) -> AsyncIterator[object]:
+    async for data in body:
+        try:
+            parser.data_received(data)
+        except ParseFailedException as exc:
+            raise ServiceError(f"the multipart body could not be parsed ({exc}); send valid multipart/form-data") from exc
+        while events:
+            yield events.popleft()
+
+
+async def _part(stream: AsyncIterator[object]) -> AsyncIterator[bytes]:
+    """The bytes of the current part, ending at its boundary."""
+    async for event in stream:
+        if event is _END:
+            return
+        if isinstance(event, bytes):
+            yield event
+    raise Unprocessable("the request body ended in the middle of a file; send the whole multipart body")
+
+
+async def _field_value(stream: AsyncIterator[object]) -> str:
+    value = bytearray()
+    async for data in _part(stream):
+        value += data
+        if len(value) > MAX_FIELD_BYTES:
+            raise ServiceError(f"a form field is longer than {MAX_FIELD_BYTES} bytes; sha256 is 64 hex characters")
+    return value.decode("utf-8", errors="replace").strip()
+
+
+def _summary(results: list[BatchItem], started: float) -> BatchResult:
+    failures = [r for r in results if r.status != "stored"]
+    codes = {r.status_code for r in failures}
+    if not failures:
+        status = 201
+    elif len(failures) < len(results):
+        status = 207
+    elif len(codes) == 1:
+        status = codes.pop()
+    else:
+        status = max(codes) if max(codes) >= 500 else 400
+    stored = len(results) - len(failures)
+    detail = f"{stored} of {len(results)} files stored"
+    if failures:
+        detail += "; " + "; ".join(f"{r.filename}: {r.detail}" for r in failures)
+    return BatchResult(
+        status_code=status,
+        detail=detail,
+        count=len(results),
+        failure_count=len(failures),
+        duration_ms=round((time.perf_counter() - started) * 1000),
+        results=results,
+    )
+
+
+def provide_batch_service(files: FileService) -> BatchService:
+    return BatchService(files)
+
+
+# A handler, not a Controller: Litestar 2.25 refuses two Controllers on one path ("Handler already
+# registered ... OPTIONS"); a plain handler registered after FileController merges into its route.
+@post(
+    "/api/v1/files",
+    operation_id="uploadFiles",
+    status_code=201,
+    request_max_body_size=None,
+    tags=["files"],
+    dependencies={
+        "files": Provide(provide_file_service, sync_to_thread=False),
+        "batch": Provide(provide_batch_service, sync_to_thread=False),
+    },
+    summary="Upload 1 to 20 files as multipart/form-data parts named 'file'",
+    description="201 when all were stored, 207 when some failed, the failures' status when none was stored.",
+)
+async def upload_batch(
+    request: Request,
+    batch: BatchService,
+    principal: Principal,
+    process: Annotated[bool, Parameter(description="Process CSV/TSV/XLSX into tables once stored")] = True,
+) -> Response[BatchResult]:
+    result = await batch.receive(principal, request.headers.get("content-type", ""), request.stream(), process=process)
+    return Response(result, status_code=result.status_code)
