@@ -17,6 +17,8 @@ log = logging.getLogger("sluice.scheduler")
 PERIODIC: dict[str, int] = {
     "resend_pending_jobs": 30,
     "purge_old_jobs": 3600,
+    "expire_upload_sessions": 300,
+    "abort_orphan_uploads": 3600,
 }
 """Actor name (on the maintenance queue) → seconds between runs. Add an entry to schedule an actor."""
 

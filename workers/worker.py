@@ -35,3 +35,4 @@ if settings.worker_metrics_port:
     broker.add_middleware(Prometheus())
 
 import workers.actors  # noqa: E402,F401 - registers the actors on the broker set up above
+import workers.maintenance  # noqa: E402,F401 - the upload upkeep actors, same broker

@@ -1,0 +1,152 @@
+"""Upkeep of chunked uploads: expire idle sessions and abort multipart uploads nobody owns.
+
+The logic is plain async functions over ``(sessionmaker, store, settings)`` so tests call them
+directly; the actors at the bottom run them on a worker's clients, scheduled by
+``workers.scheduler.PERIODIC``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+
+import dramatiq
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from db.models import File, FileStatus, SessionState, UploadSession
+from db.settings import Settings
+from db.storage import ObjectStore, StorageError
+from workers.contracts import MAINTENANCE_QUEUE, UploadEvent, upload_channel
+from workers.middleware import current_clients
+from workers.progress import publish
+
+log = logging.getLogger("sluice.maintenance")
+
+BATCH = 200
+ORPHAN_GRACE = timedelta(hours=1)
+"""An incomplete upload younger than this is left alone: its owner row may not be committed yet."""
+KEY_PREFIX = "files/"
+"""Every object Sluice writes lives under ``files/<owner id>/<file id>``."""
+
+
+async def expire_sessions(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    redis: Redis | None = None,
+    now: datetime | None = None,
+) -> int:
+    """Mark sessions idle past ``expires_at`` as expired and release their multipart uploads."""
+    now = now or datetime.now(UTC)
+    expired = 0
+    while True:
+        closed: list[UploadSession] = []
+        async with sessionmaker() as session:
+            # SKIP LOCKED: a session being completed right now is not expired under its feet,
+            # and two workers running this at once share the work instead of waiting.
+            due = await session.scalars(
+                select(UploadSession)
+                .where(UploadSession.state == SessionState.receiving, UploadSession.expires_at <= now)
+                .order_by(UploadSession.expires_at)
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+            for upload in due:
+                try:
+                    await asyncio.to_thread(store.abort, upload.storage_key, upload.s3_upload_id)
+                except StorageError as exc:
+                    log.warning("could not release an expired upload", extra={"upload_id": str(upload.id), "error": str(exc)})
+                    continue
+                upload.state = SessionState.expired
+                upload.error = (
+                    f"no chunk arrived for {settings.session_ttl} s; the session expired at {upload.expires_at.isoformat()}"
+                )
+                closed.append(upload)
+            await session.commit()
+        expired += len(closed)
+        if redis is not None:
+            for upload in closed:
+                await _announce(redis, settings, upload)
+        if len(closed) < BATCH:
+            return expired
+
+
+async def abort_orphans(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    store: ObjectStore,
+    settings: Settings,
+    *,
+    grace: timedelta = ORPHAN_GRACE,
+    now: datetime | None = None,
+) -> int:
+    """Abort incomplete multipart uploads that no receiving session or in-flight upload owns."""
+    now = now or datetime.now(UTC)
+    incomplete = await asyncio.to_thread(lambda: list(store.list_incomplete(KEY_PREFIX)))
+    if not incomplete:
+        return 0
+    async with sessionmaker() as session:
+        live_sessions = set(
+            await session.scalars(
+                select(UploadSession.s3_upload_id).where(
+                    UploadSession.s3_upload_id.in_([u.upload_id for u in incomplete]),
+                    UploadSession.state == SessionState.receiving,
+                )
+            )
+        )
+        # A single-shot upload streams into a multipart upload under its ``receiving`` file row.
+        streaming = set(
+            await session.scalars(
+                select(File.storage_key).where(
+                    File.storage_key.in_([u.key for u in incomplete]),
+                    File.status == FileStatus.receiving,
+                    File.updated_at > now - timedelta(seconds=settings.session_ttl),
+                )
+            )
+        )
+    aborted = 0
+    for upload in incomplete:
+        if upload.upload_id in live_sessions or upload.key in streaming:
+            continue
+        if upload.initiated is not None and upload.initiated > now - grace:
+            continue
+        await asyncio.to_thread(store.abort, upload.key, upload.upload_id)
+        log.info("aborted an orphaned multipart upload", extra={"key": upload.key, "initiated": str(upload.initiated)})
+        aborted += 1
+    return aborted
+
+
+async def _announce(redis: Redis, settings: Settings, upload: UploadSession) -> None:
+    event = UploadEvent(
+        type="expired",
+        upload_id=str(upload.id),
+        state=str(upload.state),
+        total_chunks=upload.total_chunks,
+        size=upload.size,
+        error=upload.error,
+    )
+    try:
+        await publish(redis, upload_channel(settings.redis_prefix, upload.id), event)
+    except Exception as exc:  # noqa: BLE001 - progress is best effort; the session is expired either way
+        log.warning("could not publish an expiry", extra={"upload_id": str(upload.id), "error": str(exc)})
+
+
+@dramatiq.actor(queue_name=MAINTENANCE_QUEUE, time_limit=600_000, max_retries=0)
+async def expire_upload_sessions() -> None:
+    """Expire idle chunked sessions; the next run retries anything this one could not release."""
+    clients = current_clients()
+    count = await expire_sessions(clients.sessionmaker, clients.store, clients.settings, redis=clients.redis)
+    if count:
+        log.info("expired upload sessions", extra={"count": count})
+
+
+@dramatiq.actor(queue_name=MAINTENANCE_QUEUE, time_limit=600_000, max_retries=0)
+async def abort_orphan_uploads() -> None:
+    """Abort multipart uploads left behind by crashes (no session or upload owns them)."""
+    clients = current_clients()
+    count = await abort_orphans(clients.sessionmaker, clients.store, clients.settings)
+    if count:
+        log.info("aborted orphaned multipart uploads", extra={"count": count})
