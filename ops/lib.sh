@@ -57,14 +57,16 @@ on_stop() { STOP_NAMES+=("$1"); STOP_CMDS+=("$2"); }
 
 _group_alive() { kill -0 -- "-$1" 2>/dev/null || kill -0 "$1" 2>/dev/null; }
 
-# Children first (TERM to each process group, KILL after SLUICE_STOP_TIMEOUT), then commands.
+# Children first (TERM to each, KILL to its whole process group after SLUICE_STOP_TIMEOUT), then commands.
 # bash's own job-table chatter goes to stop.log; our messages go to stdout.
 _stop_children() {
     local i pid deadline alive
     if (( ${#CHILD_PIDS[@]} )); then
         say "stopping ${CHILD_NAMES[*]}"
+        # TERM to the leader only: it stops its own children in order (a second TERM straight to
+        # Dramatiq's worker processes would make them abort instead of shutting down cleanly).
         for pid in "${CHILD_PIDS[@]}"; do
-            kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+            kill -TERM "$pid" 2>/dev/null || kill -TERM -- "-$pid" 2>/dev/null || true
         done
         deadline=$((SECONDS + SLUICE_STOP_TIMEOUT))
         while :; do
