@@ -2,6 +2,7 @@
 # Shared by ops/stack and ops/test: settings, the virtual env, PostgreSQL, Redis, S3, and
 # bookkeeping of everything we start so that it (and only it) is stopped again.
 # Source it from bash 5; it defines functions and variables and starts nothing by itself.
+# shellcheck disable=SC2034  # LAST_PID, PG_HOST, PG_PORT, S3_KIND are read by ops/stack
 
 SLUICE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$SLUICE_ROOT/.venv"
@@ -116,9 +117,7 @@ is_root() { [[ ${EUID:-$(id -u)} -eq 0 ]]; }
 apt_install() {
     if is_root && command -v apt-get >/dev/null && [[ -z "${SLUICE_NO_APT:-}" ]]; then
         say "installing $* with apt-get"
-        if [[ ! -d /var/lib/apt/lists/partial || -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ]]; then
-            DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$LOG_DIR/apt.log" 2>&1 || true
-        fi
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$LOG_DIR/apt.log" 2>&1 || true
         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >>"$LOG_DIR/apt.log" 2>&1 \
             && return 0
         die "apt-get install $* failed (see $LOG_DIR/apt.log)"
@@ -135,9 +134,9 @@ is_loopback() {
     esac
 }
 
-# wait_until SECONDS DESCRIPTION COMMAND... — polls COMMAND every 0.2s.
+# wait_until SECONDS DESCRIPTION COMMAND... — polls COMMAND every 0.2s (DESCRIPTION is for readers).
 wait_until() {
-    local limit=$1 what=$2
+    local limit=$1
     shift 2
     local deadline=$((SECONDS + limit))
     until "$@"; do
@@ -220,7 +219,7 @@ _find_pg_bin() {
         PG_BIN=$(dirname "$(readlink -f "$(command -v pg_ctl)")")
         return 0
     fi
-    dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+    dir=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
     [[ -n "$dir" && -x "$dir/pg_ctl" ]] && { PG_BIN=$dir; return 0; }
     return 1
 }
@@ -255,9 +254,9 @@ ensure_postgres() {
         || die "PostgreSQL is not running at $host:$port and is not installed (apt-get install postgresql)"
 
     # A Debian cluster configured for this port?
-    local ver name cport status
+    local ver name cport
     if command -v pg_lsclusters >/dev/null && { is_root || [[ "$(id -un)" == postgres ]]; }; then
-        while read -r ver name cport status _; do
+        while read -r ver name cport _; do
             if [[ "$cport" == "$port" ]]; then
                 say "PostgreSQL: starting the Debian cluster $ver/$name on port $port"
                 pg_ctlcluster --skip-systemctl-redirect "$ver" "$name" start >>"$LOG_DIR/postgres.log" 2>&1 \
