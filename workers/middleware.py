@@ -78,8 +78,13 @@ class WorkerResources(dramatiq.Middleware):
         engine = make_engine(settings.database_url, pool_size=max(2, threads))
         # Each thread runs at most one job, which holds one connection for its lock and writes
         # up to max_concurrency windows at once; larger per-job settings queue for connections.
+        # Window commits need not wait for the disk: a window lost in a crash is lost with its
+        # checkpoint and written again. The commit that completes a job turns this back on.
         pool = await asyncpg.create_pool(
-            settings.sync_database_url, min_size=0, max_size=threads * (settings.max_concurrency + 1)
+            settings.sync_database_url,
+            min_size=0,
+            max_size=threads * (settings.max_concurrency + 1),
+            server_settings={"synchronous_commit": "off"},
         )
         store = MinioStore.from_settings(settings)
         redis = Redis.from_url(settings.redis_url)

@@ -25,6 +25,7 @@ import asyncpg
 import msgspec
 import redis.exceptions
 import sqlalchemy.exc
+import urllib3.exceptions
 from dramatiq.errors import Retry
 from sqlalchemy import and_, delete, or_, select, update
 
@@ -42,7 +43,8 @@ PUBLISH_EVERY = 0.25
 """Seconds between progress events of one job (state changes are always published)."""
 CANCEL_POLL = 1.0
 """Seconds between checks for a cancel request while no window is committing."""
-NEVER_QUEUED_AFTER = timedelta(seconds=30)
+NEVER_QUEUED_AFTER = timedelta(seconds=10)
+"""A pending job with no message this long after it was created had its enqueue fail."""
 STALE_AFTER = timedelta(minutes=10)
 COPY_CHUNK = 1024 * 1024
 
@@ -65,7 +67,6 @@ class JobRun:
     file_id: uuid.UUID
     storage_key: str
     kind: FileKind
-    file_encoding: str | None
     bytes_total: int
     options: JobOptions
     attempts: int
@@ -173,7 +174,6 @@ async def _start(c: Clients, job_id: uuid.UUID) -> JobRun | None:
             file_id=job.file_id,
             storage_key=file.storage_key if file else "",
             kind=file.kind if file else FileKind.other,
-            file_encoding=file.encoding if file else None,
             bytes_total=job.bytes_total,
             options=options,
             attempts=job.attempts,
@@ -318,7 +318,7 @@ async def _opened(c: Clients, run: JobRun) -> Any:
             parsers.open_csv,
             stream,
             window_rows=options.window_rows,
-            encoding=options.encoding or run.file_encoding,
+            encoding=options.encoding,
             delimiter=delimiter,
             header=options.header,
         )
@@ -348,6 +348,7 @@ def _download(c: Clients, key: str) -> str:
 async def _finish(c: Clients, run: JobRun, state: JobState, reason: str | None, staging: str) -> None:
     """End the job in ``state`` (not completed): drop its partial table, record why, tell watchers."""
     async with c.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL synchronous_commit TO on")
         await conn.execute(f'DROP TABLE IF EXISTS "{c.settings.dataset_schema}"."{staging}"')
         totals = await conn.fetchrow(
             "UPDATE jobs SET state = $2, error = $3, finished_at = now(), updated_at = now(), eta_s = NULL"
@@ -379,7 +380,10 @@ async def _publish(c: Clients, run: JobRun, event: JobEvent) -> None:
 
 def is_transient(exc: BaseException) -> bool:
     """Failures of a connection to PostgreSQL, Redis or the object store: worth another attempt."""
-    if isinstance(exc, (StorageError, ConnectionError, redis.exceptions.ConnectionError, asyncpg.PostgresConnectionError)):
+    if isinstance(exc, (StorageError, redis.exceptions.ConnectionError, asyncpg.PostgresConnectionError)):
+        return True
+    if isinstance(exc, urllib3.exceptions.HTTPError):
+        # The object's stream broke mid-read (reset, incomplete read, read timeout).
         return True
     if isinstance(exc, (asyncpg.InterfaceError, asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError)):
         return True

@@ -15,7 +15,7 @@ from workers.contracts import MAINTENANCE_QUEUE
 log = logging.getLogger("sluice.scheduler")
 
 PERIODIC: dict[str, int] = {
-    "resend_pending_jobs": 30,
+    "resend_pending_jobs": 10,
     "purge_old_jobs": 3600,
     "expire_upload_sessions": 300,
     "abort_orphan_uploads": 3600,

@@ -2,6 +2,8 @@
 
 Each window commits in one transaction with its checkpoint row, its rejects and the job's
 counters, so a redelivered job skips committed windows and no row is stored twice or lost.
+Window commits may be asynchronous (the pool's choice): a crash loses a window together with its
+checkpoint, so it is written again; only the completing commit waits for the disk.
 A window PostgreSQL refuses is salvaged row by row (savepoints): the rows that fit are stored,
 each one that does not is rejected with PostgreSQL's own message.
 """
@@ -118,6 +120,7 @@ class Sink:
         Returns the job's totals (rows ok, rows rejected, bytes read), or ``None`` if cancelled.
         """
         async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SET LOCAL synchronous_commit TO on")
             cancelled = await conn.fetchval("SELECT cancel_requested FROM jobs WHERE id = $1 FOR UPDATE", self.job_id)
             if cancelled is None or cancelled:
                 return None
@@ -168,15 +171,6 @@ class Sink:
         bytes_read: int,
         progress: Progress,
     ) -> WindowResult:
-        await conn.execute(
-            "INSERT INTO job_windows (job_id, index, rows_ok, rows_rejected, bytes_read, committed_at)"
-            " VALUES ($1, $2, $3, $4, $5, now())",
-            self.job_id,
-            index,
-            rows_ok,
-            len(rejects),
-            bytes_read,
-        )
         if rejects:
             await conn.copy_records_to_table(
                 "job_rejects",
@@ -184,7 +178,9 @@ class Sink:
                 columns=["job_id", "row_number", "reason", "raw"],
             )
         cancel = await conn.fetchval(
-            "UPDATE jobs SET rows_ok = rows_ok + $2, rows_rejected = rows_rejected + $3,"
+            "WITH checkpoint AS (INSERT INTO job_windows (job_id, index, rows_ok, rows_rejected, bytes_read,"
+            " committed_at) VALUES ($1, $8, $2, $3, $9, now()))"
+            " UPDATE jobs SET rows_ok = rows_ok + $2, rows_rejected = rows_rejected + $3,"
             " bytes_read = greatest(bytes_read, $4), progress = $5, rate = $6, eta_s = $7, updated_at = now()"
             " WHERE id = $1 RETURNING cancel_requested",
             self.job_id,
@@ -194,6 +190,8 @@ class Sink:
             progress.progress,
             progress.rate,
             progress.eta_s,
+            index,
+            bytes_read,
         )
         return WindowResult(rows_ok, len(rejects), bool(cancel))
 

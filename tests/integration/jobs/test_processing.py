@@ -15,7 +15,7 @@ import xlsxwriter
 
 from app.resources import Resources
 from tests.integration.jobs.conftest import Stack, wait_job
-from tests.support.servers import FaultProxy
+from tests.support.servers import ApiServer, FaultProxy
 from workers.contracts import job_channel, snapshot_key
 
 TYPED_CSV = (
@@ -343,3 +343,21 @@ async def _dataset_tables(resources: Resources, file_id: object) -> list[str]:
 
 
 pytestmark = pytest.mark.timeout(300)
+
+
+async def test_a_job_whose_message_could_not_be_sent_is_sent_again(
+    make_stack: object, key: str, resources: Resources
+) -> None:
+    stack: Stack = make_stack()  # type: ignore[operator]
+    # An API whose Redis is unreachable stores the file and its job, but cannot queue the job.
+    broken = ApiServer(stack.settings.replace(redis_url="redis://127.0.0.1:9/0"))
+    try:
+        async with httpx.AsyncClient(base_url=broken.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+            record = await upload(http, "unsent.csv", TYPED_CSV.encode())
+            pending = (await http.get(f"/api/v1/jobs/{record['job_id']}")).json()
+            assert pending["state"] == "pending" and "sent again" in pending["error"]
+            done = await wait_job(http, record["job_id"], timeout=60)
+    finally:
+        broken.stop()
+    assert done["state"] == "completed", done["error"]
+    assert done["rows_ok"] == 3
