@@ -1,0 +1,27 @@
+"""File parsers: CSV/TSV and XLSX byte sources in, windows of COPY-ready rows out.
+
+Both parsers return ``(Table, Iterator[Window])``; see ``workers.parsers.types`` for the
+contract (row numbering, ``copy_data`` layout) and each module for its limits.
+"""
+
+from workers.parsers.text import open_csv
+from workers.parsers.types import (
+    Column,
+    ParseError,
+    Reject,
+    Table,
+    Window,
+    infer_types,
+    sanitize_columns,
+)
+
+__all__ = [
+    "Column",
+    "ParseError",
+    "Reject",
+    "Table",
+    "Window",
+    "infer_types",
+    "open_csv",
+    "sanitize_columns",
+]

@@ -1,0 +1,513 @@
+"""Streaming CSV/TSV parser: a byte stream in, windows of COPY-ready CSV out, in bounded memory.
+
+The fast path never re-serialises a record: ``csv.reader`` parses each record (to count and check
+its fields) while a ``tee`` of the same line iterator hands over the record's original text, which
+goes to COPY as it was, behind its row number. Everything that needs per-value Python work is
+either in a rare branch (a record of the wrong width or a suspiciously long one) or checked once
+per window on the joined text with C-speed string operations (NUL bytes, quoting PostgreSQL would
+read differently from Python); only the records that fail such a check are rebuilt.
+
+Row numbers count records as a person does: the header record is row 1, the first data record
+row 2 (row 1 when there is no header). Blank lines are skipped and not counted; a record spanning
+several lines (quoted newlines) is one row.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import re
+from collections import Counter
+from collections.abc import Iterator
+from functools import partial
+from itertools import chain, islice, tee
+from typing import BinaryIO
+
+from workers.parsers.types import (
+    Column,
+    ParseError,
+    Reject,
+    Table,
+    Window,
+    infer_types,
+    looks_like_header,
+    sanitize_columns,
+)
+
+HEAD_BYTES = 64 * 1024
+"""Bytes sniffed for the encoding, the delimiter and the header."""
+LINE_LIMIT = 64 * 1024 * 1024
+"""Characters: the longest physical line read at once and the longest field ``csv`` collects."""
+MAX_FIELD_BYTES = 8 * 1024 * 1024
+RAW_LIMIT = 64 * 1024
+"""Characters of a rejected record's text kept in its Reject."""
+READ_BUFFER = 1024 * 1024
+DELIMITERS = (",", "\t", ";", "|")
+SNIFF_RECORDS = 100
+_EOL = "\r\n"
+_LATIN1_FALLBACK = "sluice-latin-1-fallback"
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8", ("utf-8", "utf-8-sig")),
+    (codecs.BOM_UTF16_LE, "utf-16-le", ("utf-16-le", "utf-16")),
+    (codecs.BOM_UTF16_BE, "utf-16-be", ("utf-16-be", "utf-16")),
+)
+# Joined good records (each "row,fields...\n") whose every quote opens a field after a comma,
+# closes it before a comma or line end, or is doubled inside it: PostgreSQL's CSV reader and
+# Python's agree on such text. Possessive runs keep the match linear and mostly in C.
+_COPY_SAFE = re.compile(r'[^"]*+(?:(?<=,)"[^"]*+(?:""[^"]*+)*+"(?=[,\n]|\Z)[^"]*+)*+')
+
+
+def _latin1_fallback(error: UnicodeError) -> tuple[str, int]:
+    # Mixed files (UTF-8 with a few Latin-1 bytes) keep every byte instead of failing the job.
+    assert isinstance(error, UnicodeDecodeError)
+    return error.object[error.start : error.end].decode("latin-1"), error.end
+
+
+codecs.register_error(_LATIN1_FALLBACK, _latin1_fallback)
+
+
+def open_csv(
+    source: BinaryIO,
+    *,
+    window_rows: int,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    header: bool | None = None,
+    max_field_bytes: int = MAX_FIELD_BYTES,
+    select: list[int] | None = None,
+) -> tuple[Table, Iterator[Window]]:
+    """Sniff and open a CSV/TSV byte stream; returns its table and an iterator of windows.
+
+    ``source`` only needs ``read(n)``; it is read once, front to back, never whole. The first
+    window is parsed here (its rows are the type inference sample), so a file with no records
+    returns a table without columns and no windows. ``encoding``, ``delimiter`` and ``header``
+    override what is sniffed; ``select`` keeps these column indexes, in this order. A field over
+    ``max_field_bytes`` (UTF-8) rejects its record. Raises ParseError when the file cannot be read
+    at all (unknown encoding, undecodable bytes in a strict encoding, unreadable header).
+    """
+    if window_rows < 1:
+        raise ValueError("window_rows must be at least 1")
+    if not 1 <= max_field_bytes <= LINE_LIMIT:
+        raise ValueError(f"max_field_bytes must be between 1 and {LINE_LIMIT}")
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise ParseError(f"delimiter {delimiter!r} cannot be used: give one character other than a quote or newline")
+    # The limit is process-wide: it only ever goes up, so parsers on other threads are not hurt.
+    csv.field_size_limit(max(csv.field_size_limit(), LINE_LIMIT))
+
+    head = _read_head(source)
+    codec, errors, skip = _choose_encoding(head, encoding)
+    complete = len(head) < HEAD_BYTES
+    sample = _sample_lines(head[skip:].decode(codec, "replace"), complete)
+    if delimiter is None:
+        delimiter = _sniff_delimiter(sample)
+    records = _sample_records(sample, delimiter)
+    if header is None:
+        header = looks_like_header(records[0], records[1:]) if records else True
+
+    counted = _Counted(source, head[skip:], len(head))
+    text = io.TextIOWrapper(io.BufferedReader(counted, READ_BUFFER), encoding=codec, errors=errors, newline="")
+    parser = _Parser(text, counted, delimiter, window_rows, max_field_bytes, select)
+    headers = parser.read_header() if header else None
+    first = parser.window(0, want_rows=True)
+    if parser.width is None:
+        return Table(columns=[], has_header=False, encoding=codec, delimiter=delimiter), iter(())
+    if headers is None:
+        headers = [f"col_{i}" for i in range(1, parser.width + 1)]
+    order = parser.order
+    types = infer_types(first.rows or [], len(order)) if first else ["text"] * len(order)
+    names = sanitize_columns(headers)
+    columns = [Column(name=names[i], header=headers[i], pg_type=t) for i, t in zip(order, types, strict=True)]
+    table = Table(columns=columns, has_header=bool(header), encoding=codec, delimiter=delimiter)
+    if first is None:
+        return table, iter(())
+    return table, chain([first], parser.windows(1))
+
+
+class _Counted(io.RawIOBase):
+    """The source as a raw stream: replays the sniffed head, then reads on, counting bytes."""
+
+    def __init__(self, source: BinaryIO, head: bytes, consumed: int) -> None:
+        super().__init__()
+        self._source = source
+        self._head = head
+        self.consumed = consumed
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        if self._head:
+            size = min(len(buffer), len(self._head))
+            buffer[:size] = self._head[:size]
+            self._head = self._head[size:]
+            return size
+        data = self._source.read(len(buffer))
+        size = len(data)
+        buffer[:size] = data
+        self.consumed += size
+        return size
+
+
+class _Parser:
+    """Records of one stream, cut into windows; state carries over from window to window."""
+
+    def __init__(
+        self,
+        text: io.TextIOWrapper,
+        counted: _Counted,
+        delimiter: str,
+        window_rows: int,
+        max_field_bytes: int,
+        select: list[int] | None,
+    ) -> None:
+        lines = iter(partial(text.readline, LINE_LIMIT), "")
+        self._lines, self._raw = tee(lines)
+        self._reader = csv.reader(self._lines, delimiter=delimiter, quotechar='"', doublequote=True, strict=False)
+        self._counted = counted
+        self._delimiter = delimiter
+        self._window_rows = window_rows
+        self._max_field_bytes = max_field_bytes
+        # A record shorter than this (in characters) cannot hold a field over the byte limit.
+        self._suspect = max(max_field_bytes // 4, 1)
+        self._select = select
+        self._passthrough = delimiter == "," and select is None
+        self._buffer = io.StringIO()
+        # "\r\n" as terminator makes csv quote fields holding either character; it is cut off after.
+        self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+        self.width: int | None = None
+        self._names: list[str] | None = None
+        self._row = 0
+        self._line = 0
+        self._eof = False
+
+    @property
+    def order(self) -> list[int]:
+        assert self.width is not None
+        return self._select if self._select is not None else list(range(self.width))
+
+    def read_header(self) -> list[str] | None:
+        """Consume the first non-blank record as the header; None when there is none."""
+        try:
+            for fields in self._reader:
+                raw = self._take()
+                if _blank(fields):
+                    continue
+                if self._truncated(raw):
+                    raise ParseError(f"the header record is longer than {LINE_LIMIT:,} characters")
+                self._row = 1
+                self._set_width(fields)
+                self._names = fields
+                return fields
+        except csv.Error as error:
+            raise ParseError(f"the header record cannot be read: {error}") from None
+        except UnicodeDecodeError as error:
+            raise _undecodable(error) from None
+        self._eof = True
+        return None
+
+    def windows(self, start: int) -> Iterator[Window]:
+        index = start
+        while (window := self.window(index, want_rows=False)) is not None:
+            yield window
+            index += 1
+
+    def window(self, index: int, *, want_rows: bool) -> Window | None:
+        """The next ``window_rows`` records, or None at the end of the file."""
+        if self._eof:
+            return None
+        try:
+            parts, rejects, last_raw = self._read()
+        except UnicodeDecodeError as error:
+            raise _undecodable(error) from None
+        read = len(parts) + len(rejects)
+        if read == 0:
+            return None
+        first_row = self._row - read + 1
+        # Python's csv accepts a quoted field left open at the end of the file; PostgreSQL does not.
+        last_is_good = bool(parts) and parts[-1].startswith(f"{self._row},")
+        if self._eof and last_is_good and last_raw is not None and self._unterminated(last_raw):
+            parts.pop()
+            rejects.append(
+                Reject(self._row, f"row {self._row:,}: a quoted field is never closed before the end of the file", _clip(last_raw.rstrip(_EOL)))
+            )
+        data = "".join(parts)
+        if "\x00" in data:
+            parts = self._drop_nul(parts, rejects)
+            data = "".join(parts)
+        if self._passthrough and '"' in data and not _COPY_SAFE.fullmatch(data):
+            parts = [p if '"' not in p or _COPY_SAFE.fullmatch(p) else self._rebuild(p) for p in parts]
+            data = "".join(parts)
+        rows = None
+        if want_rows:
+            rows = [[v or None for v in r[1:]] for r in csv.reader(io.StringIO(data, newline=""))]
+        rejects.sort(key=lambda r: r.row_number)
+        return Window(
+            index=index,
+            first_row=first_row,
+            rows_read=read,
+            copy_data=data.encode("utf-8"),
+            rows=rows,
+            rejects=rejects,
+            bytes_read=self._counted.consumed,
+        )
+
+    def _read(self) -> tuple[list[str], list[Reject], str | None]:
+        """Parse up to ``window_rows`` records: the good ones as COPY lines, the others as rejects,
+        and the raw text of the last record read.
+
+        This is the hot loop: one length test per record, the rest in rare branches.
+        """
+        reader, raw_lines, take = self._reader, self._raw, next
+        passthrough, suspect, width = self._passthrough, self._suspect, self.width
+        row, line, target, eol = self._row, self._line, self._window_rows, _EOL
+        parts: list[str] = []
+        rejects: list[Reject] = []
+        raw = None
+        read = 0
+        while read < target:
+            try:
+                for fields in reader:
+                    now = reader.line_num
+                    raw = take(raw_lines) if now - line == 1 else "".join(islice(raw_lines, now - line))
+                    line = now
+                    if len(fields) != width or len(raw) > suspect:
+                        if not fields or (width != 1 and _blank(fields)):
+                            continue
+                        if width is None:
+                            width = self._set_width(fields)
+                        row += 1
+                        read += 1
+                        problem = self._check(row, fields, raw)
+                        if problem is not None:
+                            rejects.append(problem)
+                            if read == target:
+                                break
+                            continue
+                    else:
+                        row += 1
+                        read += 1
+                    if passthrough:
+                        parts.append(f"{row},{raw.rstrip(eol)}\n")
+                    else:
+                        converted = self._convert(row, fields, raw)
+                        if isinstance(converted, Reject):
+                            rejects.append(converted)
+                        else:
+                            parts.append(converted)
+                    if read == target:
+                        break
+                else:
+                    self._eof = True
+                break
+            except csv.Error as error:
+                # csv gave up inside a record: the lines it took so far are that record.
+                now = reader.line_num
+                taken = "".join(islice(raw_lines, now - line))
+                line = now
+                row += 1
+                read += 1
+                text = self._discard_rest(taken)
+                raw = None
+                limit = "field larger than field limit" in str(error)
+                reason = f"a field is longer than {LINE_LIMIT:,} characters" if limit else f"cannot be parsed: {error}"
+                rejects.append(Reject(row, f"row {row:,}: {reason}", text))
+        self._row, self._line = row, line
+        return parts, rejects, raw
+
+    def _set_width(self, fields: list[str]) -> int:
+        self.width = len(fields)
+        if self._select is not None and any(not 0 <= i < self.width for i in self._select):
+            raise ParseError(f"select names a column index outside 0..{self.width - 1}")
+        return self.width
+
+    def _take(self) -> str:
+        """The raw text of the record the reader just returned."""
+        now = self._reader.line_num
+        raw = "".join(islice(self._raw, now - self._line))
+        self._line = now
+        return raw
+
+    def _check(self, row: int, fields: list[str], raw: str) -> Reject | None:
+        """Why a record that failed the quick test is rejected, or None when it is fine after all."""
+        if self._truncated(raw):
+            text = self._discard_rest(raw)
+            return Reject(row, f"row {row:,}: a line is longer than {LINE_LIMIT:,} characters", text)
+        if len(fields) != self.width:
+            has = "header has" if self._names is not None else "the first record has"
+            noun = "field" if len(fields) == 1 else "fields"
+            return Reject(row, f"row {row:,}: {len(fields)} {noun}, {has} {self.width}", _clip(raw.rstrip(_EOL)))
+        for number, value in enumerate(fields, start=1):
+            if len(value) * 4 > self._max_field_bytes and len(value.encode("utf-8")) > self._max_field_bytes:
+                name = f" ({self._names[number - 1]})" if self._names else ""
+                size = len(value.encode("utf-8"))
+                reason = f"row {row:,}: field {number}{name} is {size:,} bytes, over the limit of {self._max_field_bytes:,}"
+                return Reject(row, reason, _clip(raw.rstrip(_EOL)))
+        return None
+
+    def _truncated(self, raw: str) -> bool:
+        # readline(LINE_LIMIT) cut a longer line: the record ends without a line end.
+        return len(raw) >= LINE_LIMIT and not raw.endswith(("\n", "\r"))
+
+    def _discard_rest(self, raw: str) -> str:
+        """Skip the rest of a broken record: to the end of its line, and of its quoted field if one
+        is open (judged by quote parity). Returns the record's text, clipped."""
+        kept = raw[:RAW_LIMIT]
+        size = len(raw)
+        open_quote = raw.count('"') % 2 == 1
+        ended = raw.endswith(("\n", "\r"))
+        while open_quote or not ended:
+            chunk = next(self._lines, None)
+            if chunk is None:
+                self._eof = True
+                break
+            next(self._raw)
+            if len(kept) < RAW_LIMIT:
+                kept += chunk[: RAW_LIMIT - len(kept)]
+            size += len(chunk)
+            open_quote ^= chunk.count('"') % 2 == 1
+            ended = chunk.endswith(("\n", "\r"))
+        return _clip(kept.rstrip(_EOL), size)
+
+    def _convert(self, row: int, fields: list[str], raw: str) -> str | Reject:
+        """A COPY line for a record of another dialect, or with selected columns."""
+        if "\x00" in raw:
+            return _nul_reject(row, raw)
+        if self._select is None:
+            if "," not in raw and '"' not in raw:
+                return f"{row},{raw.rstrip(_EOL).replace(self._delimiter, ',')}\n"
+            return self._serialise([str(row), *fields])
+        return self._serialise([str(row), *(fields[i] for i in self._select)])
+
+    def _serialise(self, values: list[str]) -> str:
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._writer.writerow(values)
+        return self._buffer.getvalue()[:-2] + "\n"
+
+    def _rebuild(self, part: str) -> str:
+        """Re-serialise one passed-through COPY line whose quoting PostgreSQL would misread."""
+        fields = next(csv.reader(io.StringIO(part, newline="")))
+        return self._serialise(fields)
+
+    def _drop_nul(self, parts: list[str], rejects: list[Reject]) -> list[str]:
+        kept: list[str] = []
+        for part in parts:
+            if "\x00" in part:
+                number, _, raw = part.partition(",")
+                rejects.append(_nul_reject(int(number), raw))
+            else:
+                kept.append(part)
+        return kept
+
+    def _unterminated(self, raw: str) -> bool:
+        if raw.count('"') % 2 == 0:
+            return False
+        try:
+            list(csv.reader(io.StringIO(raw, newline=""), delimiter=self._delimiter, strict=True))
+        except csv.Error as error:
+            return "unexpected end of data" in str(error)
+        return False
+
+
+def _blank(fields: list[str]) -> bool:
+    return not fields or (len(fields) == 1 and not fields[0].strip())
+
+
+def _nul_reject(row: int, raw: str) -> Reject:
+    reason = f"row {row:,}: contains a NUL byte (0x00), which PostgreSQL cannot store in text"
+    return Reject(row, reason, _clip(raw.rstrip(_EOL)))
+
+
+def _clip(raw: str, size: int | None = None) -> str:
+    """Reject text as stored: at most RAW_LIMIT characters, NUL shown as U+FFFD (text cannot hold it)."""
+    size = len(raw) if size is None else size
+    text = raw[:RAW_LIMIT].replace("\x00", "\ufffd")
+    if size > RAW_LIMIT:
+        text += f"… ({size - RAW_LIMIT:,} more characters)"
+    return text
+
+
+def _undecodable(error: UnicodeDecodeError) -> ParseError:
+    return ParseError(
+        f"the file is not valid {error.encoding}: {error.reason} ({error.object[error.start:error.start + 4]!r});"
+        " give the right encoding"
+    )
+
+
+def _read_head(source: BinaryIO) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while size < HEAD_BYTES:
+        chunk = source.read(HEAD_BYTES - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def _choose_encoding(head: bytes, override: str | None) -> tuple[str, str, int]:
+    """(codec, decode error handler, BOM bytes to skip). A BOM decides unless ``override`` is given."""
+    bom = next(((mark, codec, family) for mark, codec, family in _BOMS if head.startswith(mark)), None)
+    if override is not None:
+        try:
+            name = codecs.lookup(override).name
+        except LookupError:
+            raise ParseError(f"unknown encoding {override!r}") from None
+        if bom is not None and name in bom[2]:
+            # The BOM is not data; decode the rest with the BOM's own byte order.
+            return bom[1], _handler(bom[1]), len(bom[0])
+        return name, _handler(name), 0
+    if bom is not None:
+        return bom[1], _handler(bom[1]), len(bom[0])
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < HEAD_BYTES)
+    except UnicodeDecodeError:
+        return "iso8859-1", "strict", 0
+    return "utf-8", _handler("utf-8"), 0
+
+
+def _handler(codec: str) -> str:
+    return _LATIN1_FALLBACK if codec in ("utf-8", "utf-8-sig") else "strict"
+
+
+def _sample_lines(text: str, complete: bool) -> str:
+    """The sniffed text cut after its last complete line (unless it is the whole file)."""
+    if complete:
+        return text
+    cut = max(text.rfind("\n"), text.rfind("\r"))
+    return text[: cut + 1] if cut >= 0 else text
+
+
+def _sample_records(text: str, delimiter: str) -> list[list[str]]:
+    records: list[list[str]] = []
+    try:
+        for fields in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
+            if not _blank(fields):
+                records.append(fields)
+                if len(records) == SNIFF_RECORDS:
+                    break
+    except csv.Error:
+        pass
+    return records
+
+
+def _sniff_delimiter(text: str) -> str:
+    """The candidate that splits the sample's records most consistently into the most fields.
+
+    csv.Sniffer guesses from character frequencies and is easily fooled by text columns; here
+    each candidate parses the sample for real and the share of records with the usual field
+    count decides, then that count; a candidate giving one field per record never wins. Comma
+    when nothing splits.
+    """
+    best, best_key = ",", (0.0, 0)
+    for candidate in DELIMITERS:
+        counts = [len(r) for r in _sample_records(text, candidate)]
+        if not counts:
+            continue
+        usual, times = Counter(counts).most_common(1)[0]
+        key = (times / len(counts), usual)
+        if usual >= 2 and key > best_key:
+            best, best_key = candidate, key
+    return best
