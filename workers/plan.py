@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from workers.contracts import ColumnMapping
-from workers.sink import ROW_COLUMN, DatasetColumn
-
-MAX_NAME_BYTES = 63
+from workers.parsers.types import MAX_NAME_BYTES, ROW_COLUMN, Table
+from workers.sink import DatasetColumn
 
 
 class Malformed(Exception):
     """The file, or the options given for it, cannot be processed; the message says why to a person."""
 
 
-def plan_columns(table: Any, mapping: ColumnMapping | None) -> list[DatasetColumn]:
+def plan_columns(table: Table, mapping: ColumnMapping | None) -> list[DatasetColumn]:
     """The dataset's columns in file order; unselected ones are loaded as text and dropped at the end."""
     columns = list(table.columns)
     if mapping is None:
@@ -23,7 +20,7 @@ def plan_columns(table: Any, mapping: ColumnMapping | None) -> list[DatasetColum
 
     def find(key: str, where: str) -> int:
         for i, column in enumerate(columns):
-            if key in (column.name, getattr(column, "header", None)):
+            if key in (column.name, column.header):
                 return i
         raise Malformed(f"mapping.{where} names column {key!r}, which the file does not have; its columns are: {known}")
 

@@ -35,7 +35,8 @@ from workers.contracts import JobEvent, JobOptions, dataset_table, job_channel, 
 from workers.middleware import Clients
 from workers.plan import Malformed, plan_columns
 from workers.progress import publish
-from workers.sink import Progress, Reject, Sink
+from workers.parsers.types import ParseError
+from workers.sink import Progress, Sink
 
 log = logging.getLogger("sluice.jobs")
 
@@ -140,7 +141,7 @@ async def _attempt(c: Clients, job_id: uuid.UUID) -> None:
             ) from None
     except JobStopped as stop:
         await _finish(c, run, stop.state, stop.reason, staging)
-    except Malformed as exc:
+    except (Malformed, ParseError) as exc:
         await _finish(c, run, JobState.failed, str(exc), staging)
     except Exception as exc:
         if not is_transient(exc):
@@ -211,6 +212,8 @@ async def _process(c: Clients, run: JobRun, staging: str) -> None:
             r["index"] for r in await conn.fetch("SELECT index FROM job_windows WHERE job_id = $1", run.job_id)
         }
     async with _opened(c, run) as (table, windows):
+        if not table.columns:
+            raise Malformed("the file is empty: it has no records to store")
         columns = plan_columns(table, run.options.mapping)
         sink = Sink(c.pool, c.settings.dataset_schema, dataset_table(run.file_id), staging, run.job_id, columns)
         if not committed:
@@ -269,10 +272,11 @@ async def _pipeline(c: Clients, run: JobRun, sink: Sink, windows: Iterator[Any],
 
 
 async def _write(c: Clients, run: JobRun, sink: Sink, window: Any) -> None:
-    rejects = [Reject(r.row_number, r.reason, r.raw) for r in window.rejects]
-    stored_rows = window.rows_read - len(rejects)
+    stored_rows = window.rows_read - len(window.rejects)
     run.bytes_read = max(run.bytes_read, window.bytes_read)
-    result = await sink.write(window.index, window.copy_data, stored_rows, rejects, window.bytes_read, run.progress())
+    result = await sink.write(
+        window.index, window.copy_data, stored_rows, window.rejects, window.bytes_read, run.progress()
+    )
     if result.already_committed:
         return
     run.rows_ok += result.rows_ok

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-ROW_COLUMN = "_row"
+from workers.parsers.types import ROW_COLUMN, Reject
+
 _LINE = re.compile(r"\bline (\d+)\b")
 _COLUMN = re.compile(r'\bcolumn (\S+)')
 
@@ -30,13 +31,6 @@ class DatasetColumn:
     pg_type: str
     keep: bool = True
     """False: loaded as text (so it never rejects a row) and dropped when the job completes."""
-
-
-@dataclass(frozen=True, slots=True)
-class Reject:
-    row_number: int
-    reason: str
-    raw: str
 
 
 @dataclass(slots=True)
@@ -121,6 +115,8 @@ class Sink:
         """
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("SET LOCAL synchronous_commit TO on")
+            # Sort the index build in memory for tables of a few million rows.
+            await conn.execute("SET LOCAL maintenance_work_mem TO '256MB'")
             cancelled = await conn.fetchval("SELECT cancel_requested FROM jobs WHERE id = $1 FOR UPDATE", self.job_id)
             if cancelled is None or cancelled:
                 return None

@@ -74,7 +74,7 @@ async def test_csv_upload_becomes_a_typed_table(jobs_client: httpx.AsyncClient, 
         [2, "beta, with comma", "2.25", "2024-02-29", False, 'said "hi"'],
         [3, "gamma", "-3", "2024-03-01", True, "two\nlines"],
     ]
-    assert rows["row_numbers"] == [1, 2, 3] and rows["total"] == 3
+    assert rows["row_numbers"] == [2, 3, 4] and rows["total"] == 3  # the header is row 1
     snapshot = await resources.redis.get(snapshot_key(job_channel(stack.settings.redis_prefix, record["job_id"])))
     terminal = msgspec.json.decode(snapshot)
     assert terminal["type"] == "completed" and terminal["rows_ok"] == 3 and terminal["dataset_table"]
@@ -97,12 +97,12 @@ async def test_every_row_is_stored_or_rejected_with_its_reason(jobs_client: http
     rejects = (await jobs_client.get(f"/api/v1/jobs/{job['id']}/rejects")).json()
     assert rejects["total"] == 3
     by_row = {r["row_number"]: r for r in rejects["items"]}
-    assert sorted(by_row) == [4, 5, 6]
-    assert "2" in by_row[4]["reason"] and "3" in by_row[4]["reason"] and by_row[4]["raw"] == "4,4.5"
-    assert "numeric" in by_row[5]["reason"] and "abc" in by_row[5]["raw"]
-    assert "2024-02-30" in by_row[6]["reason"]
+    assert sorted(by_row) == [5, 6, 7]  # the header is row 1
+    assert "2" in by_row[5]["reason"] and "3" in by_row[5]["reason"] and by_row[5]["raw"] == "4,4.5"
+    assert "numeric" in by_row[6]["reason"] and "abc" in by_row[6]["raw"]
+    assert "2024-02-30" in by_row[7]["reason"]
     rows = await all_rows(jobs_client, record["id"])
-    assert rows["row_numbers"] == [1, 2, 3, 7]
+    assert rows["row_numbers"] == [2, 3, 4, 8]
 
 
 async def test_tsv_end_to_end(jobs_client: httpx.AsyncClient) -> None:
@@ -112,8 +112,8 @@ async def test_tsv_end_to_end(jobs_client: httpx.AsyncClient) -> None:
     job = await wait_job(jobs_client, record["job_id"])
     assert job["state"] == "completed", job["error"]
     rows = await all_rows(jobs_client, record["id"])
-    assert [c["type"] for c in rows["columns"]] == ["text", "bigint", "double precision"]
-    assert rows["rows"] == [["Oslo", 709000, 0.5], ["Bergen", 291000, 0.25]]
+    assert [c["type"] for c in rows["columns"]] == ["text", "bigint", "numeric"]
+    assert rows["rows"] == [["Oslo", 709000, "0.5"], ["Bergen", 291000, "0.25"]]
 
 
 def xlsx_bytes(rows: list[list[object]]) -> bytes:
