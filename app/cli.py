@@ -67,6 +67,12 @@ def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _upload(args: argparse.Namespace, _: Settings) -> int:
+    from app.client.command import run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sluice", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -91,6 +97,12 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--admin", action="store_true", help="may use the admin routes")
     create.add_argument("--owner", type=uuid.UUID, help="add the key to this existing owner id")
     create.set_defaults(run=_keys_create)
+
+    from app.client.command import add_arguments
+
+    upload = sub.add_parser("upload", help="upload files: chunked and resumable above --threshold, with progress")
+    add_arguments(upload)
+    upload.set_defaults(run=_upload)
     return parser
 
 
