@@ -165,14 +165,16 @@ class UploadService:
             )
         detected = None
         if index == 0:
-            detected = detect(data[:HEAD_BYTES], complete=upload.size <= HEAD_BYTES)
+            detected = detect(bytes(data[:HEAD_BYTES]), complete=upload.size <= HEAD_BYTES)
             if detected.kind not in self.settings.allowed_kinds:
                 await self._finish(upload, SessionState.failed, f"this file is not one Sluice accepts; send {ACCEPTED}")
                 raise UnsupportedType(
                     f"this file is not one Sluice accepts; send {ACCEPTED}. The upload session was closed."
                 )
         try:
-            part = await to_thread.run_sync(self.store.put_part, upload.storage_key, upload.s3_upload_id, index + 1, data)
+            part = await to_thread.run_sync(
+                self.store.put_part, upload.storage_key, upload.s3_upload_id, index + 1, data
+            )
         except StorageError:
             # An abort or expiry that won the race removed the multipart upload: say so, not 503.
             await self.session.refresh(upload)
@@ -410,18 +412,24 @@ class UploadService:
             log.warning("could not publish upload event", extra={"upload_id": str(upload.id), "error": str(exc)})
 
 
-async def _read_exactly(body: AsyncIterator[bytes], expected: int, index: int) -> bytes:
-    """The whole chunk, refusing it as soon as more than ``expected`` bytes arrive."""
-    pieces: list[bytes] = []
+async def _read_exactly(body: AsyncIterator[bytes], expected: int, index: int) -> bytearray:
+    """The whole chunk, refusing it as soon as more than ``expected`` bytes arrive.
+
+    The body is copied once into a buffer of the chunk's size, which goes to S3 as it is: one
+    chunk in memory per request, not a list of pieces plus their join.
+    """
+    buffer = bytearray(expected)
     received = 0
-    async for data in body:
-        received += len(data)
-        if received > expected:
-            raise Unprocessable(f"chunk {index} must be exactly {expected} bytes; more arrived")
-        pieces.append(data)
+    with memoryview(buffer) as view:
+        async for data in body:
+            end = received + len(data)
+            if end > expected:
+                raise Unprocessable(f"chunk {index} must be exactly {expected} bytes; more arrived")
+            view[received:end] = data
+            received = end
     if received != expected:
         raise Unprocessable(f"chunk {index} must be exactly {expected} bytes; {received} arrived")
-    return b"".join(pieces)
+    return buffer
 
 
 def _round_up(value: int, step: int) -> int:
