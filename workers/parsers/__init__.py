@@ -14,6 +14,7 @@ from workers.parsers.types import (
     infer_types,
     sanitize_columns,
 )
+from workers.parsers.xlsx import XlsxLimits, XlsxRefused, open_xlsx, prescan_xlsx
 
 __all__ = [
     "Column",
@@ -21,7 +22,11 @@ __all__ = [
     "Reject",
     "Table",
     "Window",
+    "XlsxLimits",
+    "XlsxRefused",
     "infer_types",
     "open_csv",
+    "open_xlsx",
+    "prescan_xlsx",
     "sanitize_columns",
 ]

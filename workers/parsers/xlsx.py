@@ -1,0 +1,446 @@
+"""XLSX parser: python-calamine in a child process with a memory limit, windows sent back by pipe.
+
+calamine decodes a whole sheet into memory before its first row (1M rows × 8 columns, an 82 MiB
+file: ~740 MiB RSS) and a failed allocation inside it aborts the process. So a workbook is first
+pre-scanned from its ZIP central directory and the sheet's declared dimension (nothing large is
+decompressed), then parsed in a spawned child under RLIMIT_AS with a timeout: a hostile or huge
+file ends the child, never the worker, and the caller gets an XlsxRefused that says why.
+
+Row numbers are the sheet's own (as Excel shows them); empty rows are skipped and not counted.
+Cell values are written as text PostgreSQL parses: integral numbers as integers, other numbers in
+Python's shortest round-trip form, booleans as true/false, dates and datetimes in ISO 8601.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import os
+import posixpath
+import re
+import resource
+import signal
+import subprocess
+import sys
+import zipfile
+from collections.abc import Iterator
+from itertools import chain, islice
+from multiprocessing.connection import Connection
+from typing import Any
+from xml.etree import ElementTree
+
+import msgspec
+
+from workers.parsers.types import (
+    Column,
+    ParseError,
+    Reject,
+    Table,
+    Window,
+    infer_types,
+    looks_like_header,
+    sanitize_columns,
+)
+
+MiB = 1024 * 1024
+SNIFF_RECORDS = 100
+_WORKBOOK = "xl/workbook.xml"
+_WORKBOOK_RELS = "xl/_rels/workbook.xml.rels"
+_PART_LIMIT = 8 * MiB
+"""Largest workbook.xml / rels part read by the pre-scan."""
+_DIMENSION_PEEK = 64 * 1024
+_DIMENSION = re.compile(rb'<(?:\w+:)?dimension\s+ref="\$?([A-Z]{1,3})\$?([0-9]+)(?::\$?([A-Z]{1,3})\$?([0-9]+))?"')
+_REL_ID = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}id"
+
+
+class XlsxRefused(ParseError):
+    """The workbook is refused before or while parsing (limits, zip bomb, memory, time)."""
+
+
+class XlsxLimits(msgspec.Struct, frozen=True):
+    """Limits on one workbook; the defaults fit a 2 GiB child (calamine needs ~90 bytes a cell)."""
+
+    max_uncompressed: int = 1024 * MiB
+    """Sum of the uncompressed sizes of all ZIP entries."""
+    max_ratio: float = 100.0
+    """Largest uncompressed/compressed ratio of an entry at least ``ratio_floor`` bytes big."""
+    ratio_floor: int = 8 * MiB
+    max_entries: int = 10_000
+    max_cells: int = 20_000_000
+    """Rows × columns of the sheet's declared dimension."""
+    memory_bytes: int = 2048 * MiB
+    """RLIMIT_AS of the parsing child."""
+    timeout_s: float = 300.0
+    """Longest wait for the child's next window (it decodes the whole sheet before the first)."""
+
+
+def prescan_xlsx(path: str, limits: XlsxLimits, *, sheet: str | None = None) -> None:
+    """Raise XlsxRefused (or ParseError for a missing sheet) if the workbook must not be parsed."""
+    _prescan(path, limits, sheet)
+
+
+def open_xlsx(
+    path: str,
+    *,
+    window_rows: int,
+    sheet: str | None = None,
+    header: bool | None = None,
+    limits: XlsxLimits | None = None,
+) -> tuple[Table, Iterator[Window]]:
+    """Pre-scan, then parse ``sheet`` (the first one by default) of the workbook at ``path``.
+
+    The child sends the header and window 0 before this returns (types are inferred from window 0);
+    the iterator receives the rest. Closing the iterator (or dropping it) stops the child.
+    """
+    if window_rows < 1:
+        raise ValueError("window_rows must be at least 1")
+    limits = limits or XlsxLimits()
+    name, size = _prescan(path, limits, sheet)
+    child = _Child(path, name, window_rows, header, limits, size)
+    try:
+        head = child.receive()
+        if isinstance(head, _End):
+            child.close()
+            return Table(columns=[], has_header=False), iter(())
+        assert isinstance(head, _Head)
+        first = child.receive()
+    except BaseException:
+        child.close()
+        raise
+    headers = head.headers or [f"col_{i}" for i in range(1, head.width + 1)]
+    if isinstance(first, _End):
+        child.close()
+        columns = [Column(n, h, "text") for n, h in zip(sanitize_columns(headers), headers, strict=True)]
+        return Table(columns=columns, has_header=head.headers is not None), iter(())
+    assert isinstance(first, _Part)
+    types = infer_types(first.window.rows or [], head.width)
+    columns = [Column(n, h, t) for n, h, t in zip(sanitize_columns(headers), headers, types, strict=True)]
+    return Table(columns=columns, has_header=head.headers is not None), child.windows(first.window)
+
+
+# --- pre-scan -------------------------------------------------------------------------------
+
+
+def _prescan(path: str, limits: XlsxLimits, sheet: str | None) -> tuple[str, int]:
+    """The sheet's name and the file's size, once the workbook passed every limit."""
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise XlsxRefused(f"not an XLSX workbook (the ZIP container cannot be read: {error})") from None
+    with archive:
+        entries = archive.infolist()
+        if len(entries) > limits.max_entries:
+            raise XlsxRefused(f"the workbook has {len(entries):,} ZIP entries (limit {limits.max_entries:,})")
+        total = sum(e.file_size for e in entries)
+        if total > limits.max_uncompressed:
+            raise XlsxRefused(
+                f"the workbook expands to {_size(total)} (limit {_size(limits.max_uncompressed)}): refusing it"
+            )
+        for entry in entries:
+            ratio = entry.file_size / max(entry.compress_size, 1)
+            if entry.file_size >= limits.ratio_floor and ratio > limits.max_ratio:
+                raise XlsxRefused(
+                    f"{entry.filename} expands {ratio:,.0f}× (limit {limits.max_ratio:,.0f}×): refusing a possible zip bomb"
+                )
+        names = {e.filename for e in entries}
+        if _WORKBOOK not in names:
+            raise XlsxRefused(f"not an XLSX workbook (no {_WORKBOOK})")
+        sheets = _sheets(archive, names)
+        if not sheets:
+            raise XlsxRefused("the workbook has no sheets")
+        if sheet is None:
+            name, part = sheets[0]
+        else:
+            found = [s for s in sheets if s[0] == sheet]
+            if not found:
+                raise ParseError(f"sheet {sheet!r} not found; the workbook has: {', '.join(n for n, _ in sheets)}")
+            name, part = found[0]
+        if part is not None and part in names:
+            cells = _declared_cells(archive, part)
+            if cells is not None and cells[0] * cells[1] > limits.max_cells:
+                rows, cols = cells
+                raise XlsxRefused(
+                    f"sheet {name!r} declares {rows:,} rows × {cols:,} columns = {rows * cols:,} cells"
+                    f" (limit {limits.max_cells:,}): split it or export it as CSV"
+                )
+    size = sum(e.compress_size for e in entries)
+    try:
+        with open(path, "rb") as handle:
+            size = handle.seek(0, 2)
+    except OSError:
+        pass
+    return name, size
+
+
+def _read_part(archive: zipfile.ZipFile, name: str) -> bytes:
+    with archive.open(name) as part:
+        data = part.read(_PART_LIMIT + 1)
+    if len(data) > _PART_LIMIT:
+        raise XlsxRefused(f"{name} is larger than {_size(_PART_LIMIT)}")
+    return data
+
+
+def _sheets(archive: zipfile.ZipFile, names: set[str]) -> list[tuple[str, str | None]]:
+    """(name, ZIP path of its XML) of each sheet, in workbook order."""
+    try:
+        workbook = ElementTree.fromstring(_read_part(archive, _WORKBOOK))
+        rels = ElementTree.fromstring(_read_part(archive, _WORKBOOK_RELS)) if _WORKBOOK_RELS in names else None
+    except ElementTree.ParseError as error:
+        raise XlsxRefused(f"not an XLSX workbook ({_WORKBOOK} is not valid XML: {error})") from None
+    targets: dict[str, str] = {}
+    for rel in rels if rels is not None else []:
+        target = rel.get("Target", "")
+        path = target.lstrip("/") if target.startswith("/") else posixpath.normpath(posixpath.join("xl", target))
+        targets[rel.get("Id", "")] = path
+    return [
+        (element.get("name", ""), targets.get(element.get(_REL_ID, "")))
+        for element in workbook.iter()
+        if element.tag.rsplit("}", 1)[-1] == "sheet"
+    ]
+
+
+def _declared_cells(archive: zipfile.ZipFile, part: str) -> tuple[int, int] | None:
+    """(rows, columns) from the sheet's ``<dimension ref>``, reading only its first bytes."""
+    with archive.open(part) as stream:
+        head = stream.read(_DIMENSION_PEEK)
+    found = _DIMENSION.search(head)
+    if found is None:
+        return None
+    first_col, first_row, last_col, last_row = found.groups()
+    if last_col is None:
+        return 1, 1
+    rows = int(last_row) - int(first_row) + 1
+    cols = _column_number(last_col) - _column_number(first_col) + 1
+    return max(rows, 1), max(cols, 1)
+
+
+def _column_number(letters: bytes) -> int:
+    number = 0
+    for letter in letters:
+        number = number * 26 + letter - 64
+    return number
+
+
+def _size(count: float) -> str:
+    return f"{count / MiB:,.0f} MiB"
+
+
+# --- parent and child -----------------------------------------------------------------------
+
+
+class _Head(msgspec.Struct, tag="head"):
+    headers: list[str] | None
+    width: int
+
+
+class _Part(msgspec.Struct, tag="window"):
+    window: Window
+
+
+class _Fail(msgspec.Struct, tag="fail"):
+    reason: str
+    memory: bool = False
+
+
+class _End(msgspec.Struct, tag="end"):
+    pass
+
+
+_Message = _Head | _Part | _Fail | _End
+
+
+class _Child:
+    """The parsing child process, seen from the parent: messages in, one at a time.
+
+    A fresh interpreter (not a fork of a worker with open connections and threads, and not
+    multiprocessing's spawn, which re-runs the parent's ``__main__``) that writes framed messages
+    to a pipe of its own; stdout and stderr stay the worker's, for calamine's abort message.
+    """
+
+    def __init__(self, path: str, sheet: str, window_rows: int, header: bool | None, limits: XlsxLimits, size: int):
+        self._limits = limits
+        self._decoder = msgspec.msgpack.Decoder(_Message)
+        job = _Job(path=path, sheet=sheet, window_rows=window_rows, header=header, memory_bytes=limits.memory_bytes, size=size)
+        read, write = os.pipe()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        code = "import sys; from workers.parsers.xlsx import _child_main; _child_main(int(sys.argv[1]), sys.argv[2])"
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-c", code, str(write), msgspec.json.encode(job).decode()],
+                pass_fds=(write,),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        finally:
+            os.close(write)
+        self._receiver = Connection(read, writable=False)
+
+    def receive(self) -> _Head | _Part | _End:
+        if not self._receiver.poll(self._limits.timeout_s):
+            self.close()
+            raise XlsxRefused(
+                f"parsing the sheet took longer than {self._limits.timeout_s:,.0f} s: split it or export it as CSV"
+            )
+        try:
+            message = self._decoder.decode(self._receiver.recv_bytes())
+        except EOFError:
+            self.close()
+            raise XlsxRefused(self._death_reason()) from None
+        if isinstance(message, _Fail):
+            self.close()
+            if message.memory:
+                raise XlsxRefused(self._memory_reason(""))
+            raise ParseError(message.reason)
+        return message
+
+    def windows(self, first: Window) -> Iterator[Window]:
+        try:
+            yield first
+            while not isinstance(message := self.receive(), _End):
+                assert isinstance(message, _Part)
+                yield message.window
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self._process.poll() is None:
+            self._process.kill()
+        self._process.wait(10)
+        self._receiver.close()
+
+    def _death_reason(self) -> str:
+        code = self._process.returncode
+        if code is not None and code < 0:
+            # RLIMIT_AS makes calamine's allocation fail, and Rust aborts on that (SIGABRT).
+            return self._memory_reason(f" (the parser process was ended by {signal.Signals(-code).name})")
+        return f"the XLSX parser process failed (exit status {code}); the worker's log has its error"
+
+    def _memory_reason(self, how: str) -> str:
+        return (
+            f"the XLSX parser exceeded the memory limit of {_size(self._limits.memory_bytes)}{how}:"
+            " the sheet is too large to parse; split it or export it as CSV"
+        )
+
+
+class _Job(msgspec.Struct, frozen=True):
+    path: str
+    sheet: str
+    window_rows: int
+    header: bool | None
+    memory_bytes: int
+    size: int
+
+
+def _child_main(fd: int, job_json: str) -> None:
+    """Entry point of the child: limit memory, then stream the sheet to the parent."""
+    job = msgspec.json.decode(job_json, type=_Job)
+    resource.setrlimit(resource.RLIMIT_AS, (job.memory_bytes, job.memory_bytes))
+    conn = Connection(fd, readable=False)
+    encoder = msgspec.msgpack.Encoder()
+    try:
+        import python_calamine
+
+        try:
+            workbook = python_calamine.CalamineWorkbook.from_path(job.path)
+            sheet = workbook.get_sheet_by_name(job.sheet)
+            _send_sheet(conn, encoder, sheet, job.window_rows, job.header, job.size)
+        except python_calamine.CalamineError as error:
+            conn.send_bytes(encoder.encode(_Fail(f"the workbook cannot be read: {error}")))
+    except MemoryError:
+        conn.send_bytes(encoder.encode(_Fail("out of memory", memory=True)))
+    finally:
+        conn.close()
+
+
+def _send_sheet(
+    conn: Connection, encoder: msgspec.msgpack.Encoder, sheet: Any, window_rows: int, header: bool | None, size: int
+) -> None:
+    end = sheet.end
+    total = end[0] + 1 if end else 1
+    records = _records(sheet.iter_rows())
+    sample = list(islice(records, SNIFF_RECORDS))
+    if not sample:
+        conn.send_bytes(encoder.encode(_End()))
+        return
+    # calamine pads every row to the sheet's width.
+    width = len(sample[0][1])
+    if header is None:
+        header = looks_like_header(sample[0][1], [values for _, values in sample[1:]])
+    headers = None
+    if header:
+        headers = sample[0][1]
+        sample = sample[1:]
+    conn.send_bytes(encoder.encode(_Head(headers=headers, width=width)))
+    rest = chain(sample, records)
+    index = 0
+    batch = list(islice(rest, window_rows))
+    while batch:
+        following = list(islice(rest, window_rows))
+        # Progress is the share of the sheet's rows read; the last window has read the whole file.
+        done = min(size, size * batch[-1][0] // total) if following else size
+        conn.send_bytes(encoder.encode(_Part(_window(index, batch, done))))
+        index += 1
+        batch = following
+    conn.send_bytes(encoder.encode(_End()))
+
+
+def _records(rows: Iterator[list[Any]]) -> Iterator[tuple[int, list[str]]]:
+    """(sheet row number, values as text) of each non-empty row."""
+    for number, row in enumerate(rows, start=1):
+        values = [v if type(v) is str else _text(v) for v in row]
+        if any(values):
+            yield number, values
+
+
+def _window(index: int, batch: list[tuple[int, list[str]]], bytes_read: int) -> Window:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([number, *values] for number, values in batch)
+    data = buffer.getvalue()
+    good = [values for _, values in batch]
+    rejects: list[Reject] = []
+    if "\x00" in data or "\r" in data:
+        data, good, rejects = _careful(batch)
+    return Window(
+        index=index,
+        first_row=batch[0][0],
+        rows_read=len(batch),
+        copy_data=data.encode("utf-8"),
+        rows=[[v or None for v in values] for values in good] if index == 0 else None,
+        rejects=rejects,
+        bytes_read=bytes_read,
+    )
+
+
+def _careful(batch: list[tuple[int, list[str]]]) -> tuple[str, list[list[str]], list[Reject]]:
+    """The rare, per-row way: reject values holding NUL, quote values holding a carriage return
+    (csv only quotes the characters of its own line terminator)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    lines: list[str] = []
+    good: list[list[str]] = []
+    rejects: list[Reject] = []
+    for number, values in batch:
+        if any("\x00" in v for v in values):
+            reason = f"row {number:,}: contains a NUL character, which PostgreSQL cannot store in text"
+            rejects.append(Reject(number, reason, ",".join(values).replace("\x00", "\ufffd")))
+            continue
+        buffer.seek(0)
+        buffer.truncate()
+        writer.writerow([number, *values])
+        lines.append(buffer.getvalue()[:-2] + "\n")
+        good.append(values)
+    return "".join(lines), good, rejects
+
+
+def _text(value: Any) -> str:
+    """A cell value as text PostgreSQL's input functions take."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat(sep=" ")
+    if isinstance(value, (datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
