@@ -88,6 +88,33 @@ async def test_killed_upload_resumes_sending_only_missing_chunks(
     assert cli.state_files() == []
 
 
+async def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(
+    cli: Cli, slow_api: SlowProxy, client: httpx.AsyncClient, resources: Resources, tmp_path: Path
+) -> None:
+    path = tmp_path / "export.csv"
+    path.write_bytes(csv_bytes(4 * CHUNK, seed=24))
+    args = (str(path), "--threshold", "1MiB", "--chunk-size", "5MiB", "--parallel", "1", "--no-process")
+
+    process = await cli.start(slow_api.url, *args)
+    async with asyncio.timeout(60):
+        while not cli.state_files():
+            await asyncio.sleep(0.05)
+        upload_id = msgspec.json.decode(cli.state_files()[0].read_bytes(), type=Resumable).upload_id
+        while await _chunks(resources, upload_id) < 1:
+            await asyncio.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    out = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
+    assert process.returncode == 130, out
+    assert "run the same command again to resume" in out
+
+    code, out = await cli.run(slow_api.url, *args)
+    assert code == 0, out
+    assert f"resuming upload {upload_id}" in out
+    state = (await client.get(f"/api/v1/uploads/{upload_id}")).json()
+    record = (await client.get(f"/api/v1/files/{state['file_id']}")).json()
+    assert read_object(resources, record["storage_key"]) == path.read_bytes()
+
+
 async def test_unreachable_server_is_retried_then_reported(cli: Cli, tmp_path: Path) -> None:
     path = tmp_path / "a.csv"
     path.write_bytes(b"a,b\n1,2\n")
