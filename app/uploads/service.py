@@ -42,6 +42,8 @@ MIN_PART = 5 * MiB
 MAX_CHUNKS = 10_000
 """S3 allows at most 10,000 parts in one multipart upload."""
 VERIFY_READ = 8 * MiB
+MAX_LIFETIME_TTLS = 2
+"""Chunks extend a session's life, up to this many TTLs after it started (48 h by default)."""
 
 
 def plan_chunks(size: int, requested: int | None, settings: Settings) -> tuple[int, int]:
@@ -182,7 +184,7 @@ class UploadService:
             raise
         del data
 
-        values: dict[str, object] = {"expires_at": self._new_expiry(), "updated_at": func.now()}
+        values: dict[str, object] = {"expires_at": self._new_expiry(upload.created_at), "updated_at": func.now()}
         if detected is not None:
             values |= {"kind": detected.kind, "encoding": detected.encoding}
         touched = await self.session.scalar(
@@ -365,8 +367,12 @@ class UploadService:
             return Conflict(f"upload session {upload.id} is already complete (file {upload.file_id})")
         return Conflict(f"upload session {upload.id} is {state} ({upload.error}); start a new upload")
 
-    def _new_expiry(self) -> datetime:
-        return datetime.now(UTC) + timedelta(seconds=self.settings.session_ttl)
+    def _new_expiry(self, started: datetime | None = None) -> datetime:
+        """``session_ttl`` from now, but never past ``MAX_LIFETIME_TTLS`` TTLs from the start: the
+        object store purges multipart uploads by age (MinIO's ``stale_uploads_expiry``)."""
+        ttl = timedelta(seconds=self.settings.session_ttl)
+        now = datetime.now(UTC)
+        return min(now + ttl, (started or now) + MAX_LIFETIME_TTLS * ttl)
 
     def _object_sha256(self, key: str) -> str:
         """Reads the assembled object back once, in bounded pieces (a full GET: about 1 s per GiB)."""

@@ -89,3 +89,19 @@ async def test_orphaned_multipart_uploads_are_aborted(client: httpx.AsyncClient,
     await send(client, live["id"], DATA, 1)
     done = await client.post(f"/api/v1/uploads/{live['id']}/complete")
     assert done.status_code == 200, done.text
+
+
+async def test_chunks_extend_a_session_but_not_past_two_ttls(client: httpx.AsyncClient, resources: Resources) -> None:
+    session = await start(client, DATA, process=False)
+    await send(client, session["id"], DATA, 0)
+    first = datetime.fromisoformat((await client.get(f"/api/v1/uploads/{session['id']}")).json()["expires_at"])
+    assert first > datetime.now(UTC) + timedelta(hours=23)
+
+    started = datetime.now(UTC) - timedelta(hours=47)
+    async with resources.sessionmaker() as db:
+        await db.execute(update(UploadSession).where(UploadSession.id == uuid.UUID(session["id"])).values(created_at=started))
+        await db.commit()
+    await send(client, session["id"], DATA, 1)
+    capped = datetime.fromisoformat((await client.get(f"/api/v1/uploads/{session['id']}")).json()["expires_at"])
+    assert abs(capped - (started + timedelta(hours=48))) < timedelta(seconds=5)
+    await client.delete(f"/api/v1/uploads/{session['id']}")
