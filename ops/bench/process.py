@@ -110,8 +110,8 @@ def process_file(server: ApiServer, key: str, path: str, options: dict[str, obje
             time.sleep(0.2)
 
 
-def seconds(job: dict[str, object]) -> float:
-    return (datetime.fromisoformat(str(job["finished_at"])) - datetime.fromisoformat(str(job["created_at"]))).total_seconds()
+def seconds(job: dict[str, object], since: str = "created_at") -> float:
+    return (datetime.fromisoformat(str(job["finished_at"])) - datetime.fromisoformat(str(job[since]))).total_seconds()
 
 
 async def column_types(settings: Settings, table: str) -> list[tuple[str, str]]:
@@ -171,9 +171,11 @@ def main() -> None:
             print(f"CSV: {rows:,} rows, {size / MiB:,.0f} MiB, columns {', '.join(t for _, t in columns)}")
             print(f"  options:          {job['options']}")
             print(f"  sluice (stored -> table): {elapsed:8.2f} s  {ours:12,.0f} rows/s")
+            print(f"  of which queued:          {elapsed - seconds(job, 'started_at'):8.2f} s")
             print(f"  psql \\copy:               {copy_elapsed:8.2f} s  {theirs:12,.0f} rows/s")
             print(f"  ratio:            {ours / theirs:.2f}  (target >= 0.5)")
             print(f"  worker peak RSS:  {sampler.peak_rss / 1e6:.0f} MB (process tree)  (target < 250 MB)")
+            print(f"  worker CPU:       {sampler.cpu_seconds:.1f} s")
             os.unlink(csv_path)
 
             if args.xlsx_rows:
