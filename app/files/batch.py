@@ -89,6 +89,22 @@ class BatchService:
         self, owner: Principal, content_type: str, body: AsyncIterator[bytes], *, process: bool
     ) -> BatchResult:
         started = time.perf_counter()
+        results: list[BatchItem] = []
+        try:
+            await self._receive_parts(owner, content_type, body, process, results)
+            if not results:
+                raise ServiceError(f"send 1 to {MAX_FILES} parts named 'file' (curl -F file=@a.csv)")
+        except ServiceError as exc:
+            # A request refused as a whole keeps none of its files, and is shaped like every answer.
+            await self._undo(owner, results)
+            count = len(results)
+            exc.extra |= {"count": count, "failure_count": count, "duration_ms": _ms(started), "results": []}
+            raise
+        return _summary(results, started)
+
+    async def _receive_parts(
+        self, owner: Principal, content_type: str, body: AsyncIterator[bytes], process: bool, results: list[BatchItem]
+    ) -> None:
         events: deque[object] = deque()
         try:
             parser = StreamingFormDataParser({"Content-Type": content_type})
@@ -99,8 +115,6 @@ class BatchService:
         parser.register("file", _Collector("file", events))
         parser.register("sha256", _Collector("sha256", events))
         stream = _events(body, parser, events)
-
-        results: list[BatchItem] = []
         expected_sha256: str | None = None
         async for event in stream:
             if not isinstance(event, _Start):
@@ -109,15 +123,11 @@ class BatchService:
                 expected_sha256 = await _field_value(stream)
                 continue
             if len(results) == MAX_FILES:
-                await self._undo(owner, results)
                 raise ServiceError(
                     f"send at most {MAX_FILES} files per request; none of this request's files were kept"
                 )
             results.append(await self._one(owner, event.filename, _part(stream), expected_sha256, process))
             expected_sha256 = None
-        if not results:
-            raise ServiceError(f"send 1 to {MAX_FILES} parts named 'file' (curl -F file=@a.csv)")
-        return _summary(results, started)
 
     async def _one(
         self, owner: Principal, filename: str | None, body: AsyncIterator[bytes], sha256: str | None, process: bool
@@ -176,6 +186,10 @@ async def _field_value(stream: AsyncIterator[object]) -> str:
     return value.decode("utf-8", errors="replace").strip()
 
 
+def _ms(started: float) -> int:
+    return round((time.perf_counter() - started) * 1000)
+
+
 def _summary(results: list[BatchItem], started: float) -> BatchResult:
     failures = [r for r in results if r.status != "stored"]
     codes = {r.status_code for r in failures}
@@ -196,7 +210,7 @@ def _summary(results: list[BatchItem], started: float) -> BatchResult:
         detail=detail,
         count=len(results),
         failure_count=len(failures),
-        duration_ms=round((time.perf_counter() - started) * 1000),
+        duration_ms=_ms(started),
         results=results,
     )
 

@@ -93,7 +93,10 @@ async def test_more_than_20_files_is_400_and_keeps_none(client: httpx.AsyncClien
     parts = [("file", (f"f{i}.csv", b"a,b\n1,2\n", "text/csv")) for i in range(21)]
     response = await client.post("/api/v1/files", files=parts, params={"process": "false"})
     assert response.status_code == 400
-    assert "at most 20" in response.json()["detail"]
+    body = response.json()
+    assert "at most 20" in body["detail"]
+    assert (body["count"], body["failure_count"], body["results"]) == (20, 20, [])
+    assert body["duration_ms"] >= 0
     assert (await client.get("/api/v1/files")).json()["total"] == 0
 
 
@@ -102,5 +105,22 @@ async def test_no_file_or_no_multipart_is_refused(client: httpx.AsyncClient) -> 
     assert only_field.status_code == 400 and "1 to 20" in only_field.json()["detail"]
     not_multipart = await client.post("/api/v1/files", content=b"a,b\n", headers={"Content-Type": "text/csv"})
     assert not_multipart.status_code == 415 and "multipart/form-data" in not_multipart.json()["detail"]
+    assert {"count", "failure_count", "duration_ms", "results"} <= set(not_multipart.json())
     other_name = await client.post("/api/v1/files", files=[("upload", ("a.csv", b"a,b\n", "text/csv"))])
     assert other_name.status_code == 400
+
+
+async def test_a_body_cut_inside_a_file_stores_nothing_of_it(client: httpx.AsyncClient, resources: Resources) -> None:
+    complete = b"--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"ok.csv\"\r\n\r\na,b\n1,2\n"
+    cut = b"\r\n--XyZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"cut.csv\"\r\n\r\na,b\n3,"
+    response = await client.post(
+        "/api/v1/files",
+        content=complete + cut,
+        params={"process": "false"},
+        headers={"Content-Type": "multipart/form-data; boundary=XyZ"},
+    )
+    assert response.status_code == 207, response.text
+    results = response.json()["results"]
+    assert [(r["filename"], r["status_code"]) for r in results] == [("ok.csv", 201), ("cut.csv", 422)]
+    assert "ended in the middle" in results[1]["detail"]
+    assert read_object(resources, results[0]["file"]["storage_key"]) == b"a,b\n1,2\n"
