@@ -308,9 +308,16 @@ async def _opened(c: Clients, run: JobRun) -> Any:
     if run.kind == FileKind.xlsx:
         path = await asyncio.to_thread(_download, c, run.storage_key)
         try:
-            yield await asyncio.to_thread(
+            table, windows = await asyncio.to_thread(
                 parsers.open_xlsx, path, window_rows=options.window_rows, sheet=options.sheet, header=options.header
             )
+            try:
+                yield table, windows
+            finally:
+                # Closing the iterator stops the parser's child process; it cannot while a
+                # thread is still inside it (a cancelled job), and then the child ends with it.
+                with contextlib.suppress(ValueError, AttributeError):
+                    windows.close()  # type: ignore[attr-defined]
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(path)

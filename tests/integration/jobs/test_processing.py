@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import uuid
+import zipfile
 from datetime import date
 
 import asyncpg
@@ -145,6 +146,28 @@ async def test_xlsx_end_to_end(jobs_client: httpx.AsyncClient) -> None:
     assert [r[0] for r in rows["rows"]] == ["Acme", "Globex"]
     assert [float(r[1]) for r in rows["rows"]] == [12.5, 7.0]
     assert rows["rows"][0][2].startswith("2020-01-02")
+
+
+def xlsx_bomb() -> bytes:
+    """A workbook whose one sheet inflates to 24 MiB from a few dozen KiB."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("xl/workbook.xml", '<workbook><sheets><sheet name="s" sheetId="1" r:id="rId1"/></sheets></workbook>')
+        with archive.open("xl/worksheets/sheet1.xml", "w") as sheet:
+            sheet.write(b"<worksheet><sheetData>")
+            row = b'<row><c t="inlineStr"><is><t>0</t></is></c></row>' * 1024
+            for _ in range(24 * 1024 * 1024 // len(row)):
+                sheet.write(row)
+            sheet.write(b"</sheetData></worksheet>")
+    return buffer.getvalue()
+
+
+async def test_xlsx_zip_bomb_is_refused_with_a_reason(jobs_client: httpx.AsyncClient) -> None:
+    record = await upload(jobs_client, "bomb.xlsx", xlsx_bomb())
+    job = await wait_job(jobs_client, record["job_id"])
+    assert job["state"] == "failed", job
+    assert "zip bomb" in job["error"] and "sheet1.xml" in job["error"], job["error"]
 
 
 async def test_mapping_selects_renames_and_casts(jobs_client: httpx.AsyncClient) -> None:
