@@ -58,6 +58,8 @@ class Settings:
     """Default chunk size of chunked upload sessions."""
     max_chunk_size: int = 64 * MiB
     """Largest chunk size a session may ask for: the API holds one whole chunk per request in memory."""
+    chunk_memory: int = 64 * MiB
+    """Bytes of chunks one API process holds at once; further chunk requests wait before their body is read."""
     window_rows: int = 1000
     """Rows per processing window."""
     max_concurrency: int = 5

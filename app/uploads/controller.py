@@ -16,7 +16,7 @@ from app.errors import Unprocessable
 from app.files.service import check_sha256
 from app.jobs.service import JobService
 from app.uploads.schemas import ChunkRecord, CompletedUpload, SessionIn, SessionRecord
-from app.uploads.service import UploadService
+from app.uploads.service import ChunkBudget, UploadService
 from db.settings import Settings
 from db.storage import ObjectStore
 
@@ -26,7 +26,11 @@ def provide_upload_service(
 ) -> UploadService:
     resources = state.resources
     jobs = JobService(db_session, settings, resources.broker, resources.redis)
-    return UploadService(db_session, store, settings, resources.redis, jobs)
+    budget = state.get("chunk_budget")
+    if budget is None:
+        # One per process (per app): every request of every session draws on it.
+        budget = state["chunk_budget"] = ChunkBudget(settings.chunk_memory)
+    return UploadService(db_session, store, settings, resources.redis, jobs, budget)
 
 
 UploadId = Annotated[uuid.UUID, Parameter(description="The id POST /api/v1/uploads answered")]

@@ -8,6 +8,7 @@ from the state check to the commit, so two concurrent completes assemble the obj
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -15,6 +16,7 @@ import math
 import mimetypes
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from anyio import to_thread
@@ -25,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import Conflict, Gone, NotFound, PayloadTooLarge, ServiceError, Unprocessable, UnsupportedType
-from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, detect
+from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, Detected, detect
 from app.files.naming import sanitize_filename
 from app.files.service import check_sha256, storage_key
 from app.jobs.service import JobService
@@ -44,6 +46,29 @@ MAX_CHUNKS = 10_000
 VERIFY_READ = 8 * MiB
 MAX_LIFETIME_TTLS = 2
 """Chunks extend a session's life, up to this many TTLs after it started (48 h by default)."""
+
+
+class ChunkBudget:
+    """Caps the bytes of chunks one API process holds at once, whatever the number of sessions:
+    a chunk request waits here before its body is read, so TCP holds the client back meanwhile."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._used = 0
+        self._changed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        size = min(size, self._limit)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._used + size <= self._limit)
+            self._used += size
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._used -= size
+                self._changed.notify_all()
 
 
 def plan_chunks(size: int, requested: int | None, settings: Settings) -> tuple[int, int]:
@@ -90,13 +115,20 @@ def planned_file_id(upload: UploadSession) -> uuid.UUID:
 
 class UploadService:
     def __init__(
-        self, session: AsyncSession, store: ObjectStore, settings: Settings, redis: Redis, jobs: JobService
+        self,
+        session: AsyncSession,
+        store: ObjectStore,
+        settings: Settings,
+        redis: Redis,
+        jobs: JobService,
+        budget: ChunkBudget,
     ) -> None:
         self.session = session
         self.store = store
         self.settings = settings
         self.redis = redis
         self.jobs = jobs
+        self.budget = budget
 
     async def create(self, owner: Principal, data: SessionIn) -> SessionRecord:
         chunk, total = plan_chunks(data.size, data.chunk_size, self.settings)
@@ -158,31 +190,8 @@ class UploadService:
         expected = chunk_length(upload, index)
         if declared_size is not None and declared_size != expected:
             raise Unprocessable(f"chunk {index} must be exactly {expected} bytes; Content-Length says {declared_size}")
-        data = await _read_exactly(body, expected, index)
-        digest = await to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
-        if sha256 is not None and not hmac.compare_digest(digest, sha256):
-            raise Unprocessable(
-                f"X-Chunk-SHA256 of chunk {index} does not match: the bytes that arrived hash to {digest}; "
-                "the chunk was not recorded, send it again"
-            )
-        detected = None
-        if index == 0:
-            detected = detect(bytes(data[:HEAD_BYTES]), complete=upload.size <= HEAD_BYTES)
-            if detected.kind not in self.settings.allowed_kinds:
-                await self._finish(upload, SessionState.failed, f"this file is not one Sluice accepts; send {ACCEPTED}")
-                raise UnsupportedType(
-                    f"this file is not one Sluice accepts; send {ACCEPTED}. The upload session was closed."
-                )
-        try:
-            part = await to_thread.run_sync(
-                self.store.put_part, upload.storage_key, upload.s3_upload_id, index + 1, data
-            )
-        except StorageError:
-            # An abort or expiry that won the race removed the multipart upload: say so, not 503.
-            await self.session.refresh(upload)
-            self._ensure_receiving(upload)
-            raise
-        del data
+        async with self.budget.hold(expected):
+            part, digest, detected = await self._receive_chunk(upload, index, body, expected, sha256)
 
         values: dict[str, object] = {"expires_at": self._new_expiry(upload.created_at), "updated_at": func.now()}
         if detected is not None:
@@ -217,6 +226,36 @@ class UploadService:
         # SUM over BIGINT is NUMERIC in PostgreSQL.
         await self._publish(upload, "chunk", received=received, bytes_received=int(bytes_received))
         return ChunkRecord(index=index, size=expected, sha256=digest, received=received, total_chunks=upload.total_chunks)
+
+    async def _receive_chunk(
+        self, upload: UploadSession, index: int, body: AsyncIterator[bytes], expected: int, sha256: str | None
+    ) -> tuple[PartInfo, str, Detected | None]:
+        """Read, check and store one chunk as its S3 part; nothing is recorded yet."""
+        data = await _read_exactly(body, expected, index)
+        digest = await to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
+        if sha256 is not None and not hmac.compare_digest(digest, sha256):
+            raise Unprocessable(
+                f"X-Chunk-SHA256 of chunk {index} does not match: the bytes that arrived hash to {digest}; "
+                "the chunk was not recorded, send it again"
+            )
+        detected = None
+        if index == 0:
+            detected = detect(bytes(data[:HEAD_BYTES]), complete=upload.size <= HEAD_BYTES)
+            if detected.kind not in self.settings.allowed_kinds:
+                await self._finish(upload, SessionState.failed, f"this file is not one Sluice accepts; send {ACCEPTED}")
+                raise UnsupportedType(
+                    f"this file is not one Sluice accepts; send {ACCEPTED}. The upload session was closed."
+                )
+        try:
+            part = await to_thread.run_sync(
+                self.store.put_part, upload.storage_key, upload.s3_upload_id, index + 1, data
+            )
+        except StorageError:
+            # An abort or expiry that won the race removed the multipart upload: say so, not 503.
+            await self.session.refresh(upload)
+            self._ensure_receiving(upload)
+            raise
+        return part, digest, detected
 
     async def complete(self, owner: Principal, upload_id: uuid.UUID) -> CompletedUpload:
         upload = await self._find(owner, upload_id, lock=True)

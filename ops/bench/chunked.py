@@ -3,7 +3,8 @@ SDK upload of the same bytes to the same S3 endpoint, in one run; then many smal
 
 Run: .venv/bin/python ops/bench/chunked.py [--size-mib 1024] [--parallel 4] [--sessions 50]
 Prints MiB/s of both and the ratio (target >= 0.9), the API's peak RSS during the chunked upload,
-and chunks/minute (and errors) for --sessions concurrent sessions of two chunks each.
+and chunks/minute, errors and the API's peak RSS for --sessions concurrent sessions of two chunks
+each (the API holds one chunk per request in flight, so that peak grows with the sessions).
 The chunked client is the one ``sluice upload`` uses (per-chunk SHA-256, retries), in-process.
 """
 
@@ -105,7 +106,8 @@ def main() -> None:
         try:
             with ProcessSampler(server.process.pid) as sampler:
                 through_api = asyncio.run(chunked_upload(server.url, key, path, args.parallel, Path(tmp) / "cache"))
-            chunks, errors, small_elapsed = asyncio.run(small_sessions(server.url, key, args.sessions))
+            with ProcessSampler(server.process.pid) as small_sampler:
+                chunks, errors, small_elapsed = asyncio.run(small_sessions(server.url, key, args.sessions))
         finally:
             server.stop()
 
@@ -119,7 +121,8 @@ def main() -> None:
     print(f"API CPU (user+sys) per GiB during (b):          {sampler.cpu_seconds / (size / 1024**3):8.2f} s")
     print(
         f"{args.sessions} concurrent sessions x 2 chunks (5 MiB + 64 KiB), completed: "
-        f"{chunks / small_elapsed * 60:.0f} chunks/minute, {errors} errors ({small_elapsed:.1f} s)"
+        f"{chunks / small_elapsed * 60:.0f} chunks/minute, {errors} errors ({small_elapsed:.1f} s), "
+        f"API peak RSS {small_sampler.peak_rss / MiB:.1f} MiB"
     )
 
 

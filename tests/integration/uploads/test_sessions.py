@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app.errors import Unprocessable
 from app.resources import Resources
-from app.uploads.service import plan_chunks
+from app.uploads.service import ChunkBudget, plan_chunks
 from db.models import File, Job, UploadChunk
 from db.settings import Settings
 from tests.integration.uploads.support import (
@@ -301,3 +301,34 @@ async def test_progress_events_are_published(client: httpx.AsyncClient, resource
     assert events[2].bytes_received == len(DATA)
     assert events[-1].file_id is not None and events[-1].state == "completed"
     assert [e.seq for e in events] == sorted(e.seq for e in events)
+
+
+async def test_chunk_budget_caps_bytes_held_at_once() -> None:
+    budget = ChunkBudget(10)
+    held: list[int] = []
+    peak = 0
+
+    async def chunk(size: int) -> None:
+        nonlocal peak
+        async with budget.hold(size):
+            held.append(size)
+            peak = max(peak, sum(held))
+            await asyncio.sleep(0.01)
+            held.remove(size)
+
+    await asyncio.gather(*(chunk(size) for size in (4, 4, 4, 6, 3, 10, 1)))
+    assert peak <= 10
+    assert held == []
+
+
+async def test_small_chunk_budget_queues_chunks_without_errors(resources: Resources, key: str) -> None:
+    server = ApiServer(resources.settings.replace(chunk_memory=CHUNK + 1))
+    try:
+        async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+            session = await start(http, DATA, process=False)
+            sent = await asyncio.gather(*(send(http, session["id"], DATA, i) for i in (0, 1, 2, 1, 0)))
+            assert [r.status_code for r in sent] == [200] * 5
+            done = await http.post(f"/api/v1/uploads/{session['id']}/complete")
+        assert read_object(resources, done.json()["storage_key"]) == DATA
+    finally:
+        server.stop()
