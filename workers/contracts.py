@@ -86,6 +86,9 @@ class UploadEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     seq: int = 0
 
 
+MAX_CONCURRENCY = 16
+"""Most windows one job may write at once (each holds a PostgreSQL connection)."""
+
 ColumnType = Literal["bigint", "double precision", "numeric", "boolean", "date", "timestamptz", "text"]
 
 
@@ -103,7 +106,7 @@ class JobOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """The resolved options of one job, stored on the job row; the worker reads them from there."""
 
     window_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
-    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=32)]
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=MAX_CONCURRENCY)]
     timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)]
     max_retries: Annotated[int, msgspec.Meta(ge=1, le=10)]
     delimiter: str | None = None

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from db.engine import make_engine, make_sessionmaker
 from db.settings import Settings
 from db.storage import MinioStore, ObjectStore
+from workers.contracts import MAX_CONCURRENCY
 from workers.scheduler import Scheduler
 
 log = logging.getLogger("sluice.worker")
@@ -76,14 +77,14 @@ class WorkerResources(dramatiq.Middleware):
     async def _open(self, broker: dramatiq.Broker, threads: int) -> Clients:
         settings = self.settings
         engine = make_engine(settings.database_url, pool_size=max(2, threads))
-        # Each thread runs at most one job, which holds one connection for its lock and writes
-        # up to max_concurrency windows at once; larger per-job settings queue for connections.
+        # Each thread runs at most one job, which holds one connection for its lock, one per
+        # window in flight (at most MAX_CONCURRENCY) and briefly one more to poll for a cancel.
         # Window commits need not wait for the disk: a window lost in a crash is lost with its
         # checkpoint and written again. The commit that completes a job turns this back on.
         pool = await asyncpg.create_pool(
             settings.sync_database_url,
             min_size=0,
-            max_size=threads * (settings.max_concurrency + 1),
+            max_size=threads * (MAX_CONCURRENCY + 2),
             server_settings={"synchronous_commit": "off"},
         )
         store = MinioStore.from_settings(settings)

@@ -238,44 +238,50 @@ async def _process(c: Clients, run: JobRun, staging: str) -> None:
 
 
 async def _pipeline(c: Clients, run: JobRun, sink: Sink, windows: Iterator[Any], committed: set[int]) -> None:
-    """Parse on a thread, write up to ``max_concurrency`` windows at once on the event loop."""
-    slots = asyncio.Semaphore(run.options.max_concurrency)
+    """Parse on a thread, write up to ``max_concurrency`` windows at once on the event loop,
+    each on one of the job's own connections."""
     writing: set[asyncio.Task[None]] = set()
     failures: list[BaseException] = []
+    async with contextlib.AsyncExitStack() as held:
+        idle: asyncio.Queue[asyncpg.Connection] = asyncio.Queue()
+        for _ in range(run.options.max_concurrency):
+            idle.put_nowait(await held.enter_async_context(c.pool.acquire()))
 
-    def done(task: asyncio.Task[None]) -> None:
-        writing.discard(task)
-        slots.release()
-        if not task.cancelled() and task.exception() is not None:
-            failures.append(task.exception())  # type: ignore[arg-type]
+        async def write(conn: asyncpg.Connection, window: Any) -> None:
+            try:
+                await _write(c, run, sink, conn, window)
+            except Exception as exc:  # noqa: BLE001 - the loop below stops and raises it
+                failures.append(exc)
+            finally:
+                idle.put_nowait(conn)
 
-    try:
-        while not run.cancel.is_set() and not failures:
-            window = await asyncio.to_thread(next, windows, None)
-            if window is None:
-                break
-            if window.index in committed:
-                continue
-            await slots.acquire()
-            task = asyncio.create_task(_write(c, run, sink, window))
-            writing.add(task)
-            task.add_done_callback(done)
-        if writing:
-            await asyncio.wait(set(writing))
-    finally:
-        for task in list(writing):
-            task.cancel()
-        if writing:
-            await asyncio.wait(set(writing))
+        try:
+            while not run.cancel.is_set() and not failures:
+                window = await asyncio.to_thread(next, windows, None)
+                if window is None:
+                    break
+                if window.index in committed:
+                    continue
+                conn = await idle.get()
+                task = asyncio.create_task(write(conn, window))
+                writing.add(task)
+                task.add_done_callback(writing.discard)
+            if writing:
+                await asyncio.wait(set(writing))
+        finally:
+            for task in list(writing):
+                task.cancel()
+            if writing:
+                await asyncio.wait(set(writing))
     if failures:
         raise failures[0]
 
 
-async def _write(c: Clients, run: JobRun, sink: Sink, window: Any) -> None:
+async def _write(c: Clients, run: JobRun, sink: Sink, conn: asyncpg.Connection, window: Any) -> None:
     stored_rows = window.rows_read - len(window.rejects)
     run.bytes_read = max(run.bytes_read, window.bytes_read)
     result = await sink.write(
-        window.index, window.copy_data, stored_rows, window.rejects, window.bytes_read, run.progress()
+        conn, window.index, window.copy_data, stored_rows, window.rejects, window.bytes_read, run.progress()
     )
     if result.already_committed:
         return

@@ -82,6 +82,7 @@ class Sink:
 
     async def write(
         self,
+        conn: asyncpg.Connection,
         index: int,
         data: bytes,
         rows: int,
@@ -89,24 +90,25 @@ class Sink:
         bytes_read: int,
         progress: Progress,
     ) -> WindowResult:
-        """Store one window: ``rows`` CSV records in ``data``, each with its row number as first field."""
-        async with self.pool.acquire() as conn:
-            try:
-                async with conn.transaction():
-                    await self._copy(conn, data)
-                    return await self._checkpoint(conn, index, rows, list(parse_rejects), bytes_read, progress)
-            except asyncpg.DataError as exc:
-                first = exc
-            except asyncpg.UniqueViolationError:
-                return WindowResult(0, 0, False, already_committed=True)
-            try:
-                async with conn.transaction():
-                    rows_ok, rejects = await self._salvage(conn, _split(data), first)
-                    return await self._checkpoint(
-                        conn, index, rows_ok, [*parse_rejects, *rejects], bytes_read, progress
-                    )
-            except asyncpg.UniqueViolationError:
-                return WindowResult(0, 0, False, already_committed=True)
+        """Store one window: ``rows`` CSV records in ``data``, each with its row number as first field.
+
+        ``conn`` is one of the job's own connections (held for the whole job: a pool release per
+        window would cost a reset round trip each time).
+        """
+        try:
+            async with conn.transaction():
+                await self._copy(conn, data)
+                return await self._checkpoint(conn, index, rows, list(parse_rejects), bytes_read, progress)
+        except asyncpg.DataError as exc:
+            first = exc
+        except asyncpg.UniqueViolationError:
+            return WindowResult(0, 0, False, already_committed=True)
+        try:
+            async with conn.transaction():
+                rows_ok, rejects = await self._salvage(conn, _split(data), first)
+                return await self._checkpoint(conn, index, rows_ok, [*parse_rejects, *rejects], bytes_read, progress)
+        except asyncpg.UniqueViolationError:
+            return WindowResult(0, 0, False, already_committed=True)
 
     async def finalize(self) -> tuple[int, int, int] | None:
         """Make the staging table the file's dataset, unless the job was cancelled meanwhile.

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 
 from db.models import Job
-from workers.contracts import ColumnMapping
+from workers.contracts import MAX_CONCURRENCY, ColumnMapping
 
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
@@ -18,7 +18,7 @@ class JobOptionsIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     """Options a client may set; anything left out takes the server's default."""
 
     window_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
-    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=32)] | None = None
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=MAX_CONCURRENCY)] | None = None
     timeout_s: Annotated[int, msgspec.Meta(ge=1, le=7 * 24 * 3600)] | None = None
     max_retries: Annotated[int, msgspec.Meta(ge=1, le=10)] | None = None
     delimiter: Annotated[str, msgspec.Meta(min_length=1, max_length=1)] | None = None
