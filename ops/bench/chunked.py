@@ -1,7 +1,7 @@
 """Chunked uploads: a 1 GiB file as a chunked session with 4 chunks in flight vs a direct minio
 SDK upload of the same bytes to the same S3 endpoint, in one run; then many small sessions at once.
 
-Run: .venv/bin/python ops/bench/chunked.py [--size-mib 1024] [--parallel 4] [--sessions 50]
+Run: .venv/bin/python ops/bench/chunked.py [--size-mib 1024] [--parallel 4] [--chunk-mib 8] [--sessions 50]
 Prints MiB/s of both and the ratio (target >= 0.9), the API's peak RSS during the chunked upload,
 and chunks/minute, errors and the API's peak RSS for --sessions concurrent sessions of two chunks
 each (the API holds one chunk per request in flight, so that peak grows with the sessions).
@@ -26,12 +26,11 @@ from app.client.resume import ResumeStore
 from app.client.upload import Options, Uploader
 from db.storage import MinioStore
 
-CHUNK = 8 * MiB
 SMALL_CHUNK = 5 * MiB
 
 
-async def chunked_upload(url: str, key: str, path: Path, parallel: int, cache: Path) -> float:
-    options = Options(chunk_size=CHUNK, parallel=parallel, process=False, threshold=0, verify=False)
+async def chunked_upload(url: str, key: str, path: Path, parallel: int, chunk: int, cache: Path) -> float:
+    options = Options(chunk_size=chunk, parallel=parallel, process=False, threshold=0, verify=False)
     console = Console(quiet=True)
     async with httpx.AsyncClient(
         base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=300,
@@ -88,6 +87,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--parallel", type=int, default=4)
     parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--chunk-mib", type=int, default=8, help="chunk size, and the direct upload's part size")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp, bench_settings() as settings:
@@ -97,7 +97,8 @@ def main() -> None:
 
         store = MinioStore.from_settings(settings)
         started = time.perf_counter()
-        store._client.fput_object(settings.s3_bucket, "direct/bench.csv", str(path), part_size=CHUNK)
+        chunk = args.chunk_mib * MiB
+        store._client.fput_object(settings.s3_bucket, "direct/bench.csv", str(path), part_size=chunk)
         direct = time.perf_counter() - started
         store.delete("direct/bench.csv")
 
@@ -105,7 +106,7 @@ def main() -> None:
         server = ApiServer(settings)
         try:
             with ProcessSampler(server.process.pid) as sampler:
-                through_api = asyncio.run(chunked_upload(server.url, key, path, args.parallel, Path(tmp) / "cache"))
+                through_api = asyncio.run(chunked_upload(server.url, key, path, args.parallel, chunk, Path(tmp) / "cache"))
             with ProcessSampler(server.process.pid) as small_sampler:
                 chunks, errors, small_elapsed = asyncio.run(small_sessions(server.url, key, args.sessions))
         finally:
@@ -113,7 +114,7 @@ def main() -> None:
 
     direct_mibs = size / MiB / direct
     api_mibs = size / MiB / through_api
-    print(f"file: {size / MiB:.0f} MiB CSV, S3 endpoint {settings.s3_endpoint}, chunk/part size {CHUNK // MiB} MiB")
+    print(f"file: {size / MiB:.0f} MiB CSV, S3 endpoint {settings.s3_endpoint}, chunk/part size {args.chunk_mib} MiB")
     print(f"(a) direct minio SDK upload (fput_object):      {direct_mibs:8.1f} MiB/s  ({direct:.1f} s)")
     print(f"(b) chunked session, {args.parallel} chunks in flight:       {api_mibs:8.1f} MiB/s  ({through_api:.1f} s)")
     print(f"ratio b/a:                                      {api_mibs / direct_mibs:8.2f}   (target >= 0.9)")
