@@ -17,7 +17,8 @@ class RowsPage(msgspec.Struct):
     """Rows in file order; ``row_numbers[i]`` is the line-of-data number of ``rows[i]`` in the file."""
 
     file_id: uuid.UUID
-    job_id: uuid.UUID
+    job_id: uuid.UUID | None
+    """The job that built the table; None once that job was purged."""
     table: str
     columns: list[Column]
     rows: list[list[Any]]

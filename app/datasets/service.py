@@ -35,7 +35,7 @@ class DatasetService:
             .limit(1)
         )
         exists = await self.session.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": qualified})
-        if completed is None or not exists:
+        if not exists:
             raise await self._no_table(file)
         columns = [
             Column(name, type_)
@@ -55,14 +55,19 @@ class DatasetService:
             {"o": offset, "l": limit},
         )
         records = result.all()
+        if completed is not None:
+            total = completed.rows_ok
+        else:
+            # The job that built the table was purged after the retention period; the table stays.
+            total = await self.session.scalar(text(f"SELECT count(*) FROM {qualified}")) or 0
         return RowsPage(
             file_id=file.id,
-            job_id=completed.id,
+            job_id=completed.id if completed is not None else None,
             table=f"{self.settings.dataset_schema}.{table}",
             columns=columns,
             rows=[list(r[1:]) for r in records],
             row_numbers=[r[0] for r in records],
-            total=completed.rows_ok,
+            total=total,
             offset=offset,
             limit=limit,
         )

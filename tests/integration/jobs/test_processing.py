@@ -384,3 +384,55 @@ async def test_a_job_whose_message_could_not_be_sent_is_sent_again(
         broken.stop()
     assert done["state"] == "completed", done["error"]
     assert done["rows_ok"] == 3
+
+
+async def test_utf16_and_latin1_files_decode(jobs_client: httpx.AsyncClient) -> None:
+    text = "name,city\nZoë,Malmö\nJosé,Señora\n"
+    for name, body in (("utf16.csv", text.encode("utf-16")), ("latin1.csv", text.encode("latin-1"))):
+        record = await upload(jobs_client, name, body)
+        job = await wait_job(jobs_client, record["job_id"])
+        assert job["state"] == "completed", (name, job["error"])
+        rows = await all_rows(jobs_client, record["id"])
+        assert [c["name"] for c in rows["columns"]] == ["name", "city"], name
+        assert rows["rows"] == [["Zoë", "Malmö"], ["José", "Señora"]], name
+
+
+async def test_progress_events_are_published_until_the_terminal_one(
+    jobs_client: httpx.AsyncClient, stack: Stack, resources: Resources
+) -> None:
+    record = await upload(jobs_client, "events.csv", numbered_csv(30_000), process=False)
+    pubsub = resources.redis.pubsub()
+    job_id: str | None = None
+    events: list[dict[str, object]] = []
+    try:
+        await pubsub.psubscribe(job_channel(stack.settings.redis_prefix, "*"))
+        job_id = (await process(jobs_client, record["id"], window_rows=500, max_concurrency=1))["id"]
+        async with asyncio.timeout(60):
+            while not events or events[-1]["type"] not in {"completed", "failed", "cancelled", "timed_out"}:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)
+                if message is not None and message["channel"].decode().endswith(job_id):
+                    events.append(msgspec.json.decode(message["data"]))
+    finally:
+        await pubsub.aclose()
+
+    assert [e["type"] for e in events][0] == "state" and events[0]["state"] == "processing"
+    assert events[-1]["type"] == "completed" and events[-1]["rows_ok"] == 30_000
+    progress = [e for e in events if e["type"] == "progress"]
+    assert progress and all(0 < e["rows_ok"] < 30_000 for e in progress)
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+    assert all(e["job_id"] == job_id and e["bytes_total"] for e in events)
+
+
+async def test_finished_jobs_are_purged_and_their_tables_kept(make_stack: object, key: str, resources: Resources) -> None:
+    stack: Stack = make_stack(job_retention=1)  # type: ignore[operator]
+    async with httpx.AsyncClient(base_url=stack.api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        record = await upload(http, "old.csv", TYPED_CSV.encode())
+        assert (await wait_job(http, record["job_id"]))["state"] == "completed"
+        # Run the hourly purge now: drop its schedule lock, the next scheduler tick takes it.
+        await resources.redis.delete(f"{stack.settings.redis_prefix}:periodic:purge_old_jobs")
+        async with asyncio.timeout(30):
+            while (await http.get(f"/api/v1/jobs/{record['job_id']}")).status_code != 404:
+                await asyncio.sleep(0.2)
+        rows = await http.get(f"/api/v1/files/{record['id']}/rows")
+    assert rows.status_code == 200, rows.text
+    assert rows.json()["total"] == 3 and rows.json()["job_id"] is None
