@@ -9,7 +9,7 @@ import os
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -49,7 +49,6 @@ class Outcome:
     chunks_sent: int = 0
     chunks_skipped: int = 0
     seconds: float = 0.0
-    upload_id: str | None = field(default=None)
 
     @property
     def stored(self) -> bool:
@@ -127,15 +126,14 @@ class Uploader:
         outcome.status, outcome.file_id, outcome.job_id = "stored", record["id"], record.get("job_id")
 
     async def _chunked(self, path: Path, stat: os.stat_result, task: TaskID, outcome: Outcome) -> None:
-        session = await self._resumed(path, stat, outcome)
+        session = await self._resumed(path, stat)
         if session is None:
             session = await self._start(path, stat)
             self.resume.save(path, stat, session["id"])
         elif session["state"] == "completed":
             outcome.chunks_skipped = session["total_chunks"]
-            await self._finish(path, stat, session, outcome, await self._complete(session["id"]))
+            await self._finish(path, stat, outcome, await self._complete(session["id"]))
             return
-        outcome.upload_id = session["id"]
         missing: list[int] = session["missing_chunks"]
         outcome.chunks_skipped = session["total_chunks"] - len(missing)
         self.progress.update(task, completed=session["bytes_received"])
@@ -150,21 +148,18 @@ class Uploader:
             # Chunks recorded as missing after all (e.g. a repeat lost a race): send them once more.
             await self._send_chunks(path, session, response.json()["missing_chunks"], task, outcome)
             response = await self._complete(session["id"])
-        await self._finish(path, stat, session, outcome, response)
+        await self._finish(path, stat, outcome, response)
 
-    async def _finish(
-        self, path: Path, stat: os.stat_result, session: dict[str, Any], outcome: Outcome, response: httpx.Response
-    ) -> None:
+    async def _finish(self, path: Path, stat: os.stat_result, outcome: Outcome, response: httpx.Response) -> None:
         if response.status_code >= 500 or (response.status_code == 409 and "missing_chunks" in response.json()):
             raise UploadFailed(_detail(response) + "; run the command again to resume", response.status_code)
         self.resume.forget(path, stat)
         if response.status_code != 200:
             raise UploadFailed(_detail(response), response.status_code)
         record = response.json()
-        outcome.upload_id = session["id"]
         outcome.status, outcome.file_id, outcome.job_id = "stored", record["id"], record.get("job_id")
 
-    async def _resumed(self, path: Path, stat: os.stat_result, outcome: Outcome) -> dict[str, Any] | None:
+    async def _resumed(self, path: Path, stat: os.stat_result) -> dict[str, Any] | None:
         """The server's view of a session this file started earlier, if it can still be used."""
         saved = self.resume.load(path, stat)
         if saved is None:
