@@ -436,3 +436,22 @@ async def test_finished_jobs_are_purged_and_their_tables_kept(make_stack: object
         rows = await http.get(f"/api/v1/files/{record['id']}/rows")
     assert rows.status_code == 200, rows.text
     assert rows.json()["total"] == 3 and rows.json()["job_id"] is None
+
+
+async def test_a_job_that_keeps_killing_workers_fails_after_max_retries(
+    make_stack: object, key: str, resources: Resources
+) -> None:
+    stack: Stack = make_stack(worker=False)  # type: ignore[operator]
+    async with httpx.AsyncClient(base_url=stack.api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        record = await upload(http, "poison.csv", TYPED_CSV.encode(), process=False)
+        job = await process(http, record["id"], max_retries=2)
+        # Two attempts already started and never finished, as when the OOM killer takes the worker.
+        conn = await asyncpg.connect(resources.settings.sync_database_url)
+        try:
+            await conn.execute("UPDATE jobs SET state = 'processing', attempts = 2 WHERE id = $1", uuid.UUID(job["id"]))
+        finally:
+            await conn.close()
+        stack.start_worker()
+        done = await wait_job(http, job["id"])
+    assert done["state"] == "failed" and done["attempts"] == 2
+    assert "gave up after 2 attempts" in done["error"] and "killed or out of memory" in done["error"]
