@@ -14,8 +14,9 @@ from sqlalchemy import func, select
 from app.errors import Unprocessable
 from app.resources import Resources
 from app.uploads.service import ChunkBudget, plan_chunks
-from db.models import File, Job, UploadChunk
+from db.models import File, Job, UploadChunk, UploadSession
 from db.settings import Settings
+from db.storage import PartInfo
 from tests.integration.uploads.support import (
     CHUNK,
     MiB,
@@ -332,3 +333,21 @@ async def test_small_chunk_budget_queues_chunks_without_errors(resources: Resour
         assert read_object(resources, done.json()["storage_key"]) == DATA
     finally:
         server.stop()
+
+
+async def test_complete_after_a_crash_past_assembly_finishes_the_record(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    session = await start(client, DATA, process=False)
+    for index in range(3):
+        await send(client, session["id"], DATA, index)
+    # The API died after S3 assembled the object but before its transaction committed.
+    async with resources.sessionmaker() as db:
+        upload = await db.get_one(UploadSession, uuid.UUID(session["id"]))
+        chunks = (await db.scalars(select(UploadChunk).where(UploadChunk.session_id == upload.id))).all()
+    parts = [PartInfo(c.index + 1, c.etag) for c in chunks]
+    await asyncio.to_thread(resources.store.complete, upload.storage_key, upload.s3_upload_id, parts)
+
+    done = await client.post(f"/api/v1/uploads/{session['id']}/complete")
+    assert done.status_code == 200, done.text
+    assert read_object(resources, done.json()["storage_key"]) == DATA
