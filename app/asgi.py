@@ -16,6 +16,8 @@ from app.auth import BearerAuthMiddleware
 from app.datasets.controller import DatasetController
 from app.deps import provide_db_session, provide_principal, provide_settings, provide_store
 from app.errors import EXCEPTION_HANDLERS
+from app.events.controller import EventController
+from app.events.fanout import EventChannels
 from app.files.batch import upload_batch
 from app.files.controller import FileController
 from app.files.routing import filename_segment_middleware
@@ -52,7 +54,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
 
     prometheus = PrometheusConfig(app_name="sluice", prefix="sluice", group_path=True, exclude=PUBLIC_PATHS)
     return Litestar(
-        route_handlers=[OpsController, MetricsController, FileController, upload_batch, UploadController, JobController, DatasetController],
+        route_handlers=[OpsController, MetricsController, FileController, upload_batch, UploadController, JobController, DatasetController, EventController],
+        plugins=[EventChannels.from_settings(settings)],
         lifespan=[lifespan],
         middleware=[
             prometheus.middleware,

@@ -1,0 +1,1 @@
+"""Live progress of uploads, jobs and batches as Server-Sent Events."""

@@ -1,0 +1,64 @@
+"""HTTP routes of live progress: ``text/event-stream`` for a job, a batch of jobs, an upload."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from litestar import Controller, Response, get
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+from litestar.response import ServerSentEvent, ServerSentEventMessage
+
+from app.auth import Principal
+from app.events.fanout import EventChannels
+from app.events.service import EventService
+from db.settings import Settings
+
+LastEventId = Annotated[
+    str | None,
+    Parameter(
+        header="Last-Event-ID",
+        required=False,
+        description="Id of the last event received; browsers send it when they reconnect",
+    ),
+]
+STREAM_DESCRIPTION = (
+    "Server-Sent Events: a `snapshot` of the current state first, then live events, ending after the "
+    "terminal event; a comment heartbeat while idle. 204 when Last-Event-ID shows the end was already received."
+)
+
+
+def provide_event_service(state: State, channels: EventChannels, settings: Settings) -> EventService:
+    return EventService(state.resources.sessionmaker, channels, settings)
+
+
+class EventController(Controller):
+    path = "/api/v1"
+    tags = ["events"]
+    dependencies = {"events": Provide(provide_event_service, sync_to_thread=False)}
+
+    @get("/jobs/{job_id:uuid}/events", operation_id="jobEvents", description=STREAM_DESCRIPTION)
+    async def job_events(
+        self, events: EventService, principal: Principal, job_id: uuid.UUID, last_event_id: LastEventId = None
+    ) -> Response[Any]:
+        return _response(await events.job_stream(principal, job_id, last_event_id))
+
+    @get("/batches/{batch_id:uuid}/events", operation_id="batchEvents", description=STREAM_DESCRIPTION)
+    async def batch_events(
+        self, events: EventService, principal: Principal, batch_id: uuid.UUID, last_event_id: LastEventId = None
+    ) -> Response[Any]:
+        return _response(await events.batch_stream(principal, batch_id, last_event_id))
+
+    @get("/uploads/{upload_id:uuid}/events", operation_id="uploadEvents", description=STREAM_DESCRIPTION)
+    async def upload_events(
+        self, events: EventService, principal: Principal, upload_id: uuid.UUID, last_event_id: LastEventId = None
+    ) -> Response[Any]:
+        return _response(await events.upload_stream(principal, upload_id, last_event_id))
+
+
+def _response(stream: AsyncIterator[ServerSentEventMessage] | None) -> Response[Any]:
+    # 204 is what tells a browser's EventSource to stop reconnecting.
+    return Response(None, status_code=204) if stream is None else ServerSentEvent(stream)

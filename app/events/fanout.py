@@ -1,0 +1,81 @@
+"""The fan-out: one Redis pub/sub connection per API process, shared by every event stream.
+
+Litestar's channels plugin keeps that connection, subscribes a Redis channel while at least one
+stream watches it and unsubscribes it when the last one leaves. Two small extensions: a subscriber
+whose next event can be awaited with a timeout (heartbeats), and a plugin that owns its own,
+bounded Redis client, so thousands of watchers reading snapshots never open thousands of
+connections.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+from types import TracebackType
+from typing import cast
+
+from litestar.channels import ChannelsPlugin, Subscriber
+from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+from redis.asyncio import BlockingConnectionPool, Redis
+
+from db.settings import Settings
+
+REDIS_CONNECTIONS = 8
+"""Connections of the events client: one for pub/sub, the rest for snapshot reads (they queue beyond it)."""
+BACKLOG = 256
+"""Events held per slow watcher; older ones are dropped first (each event carries the whole state)."""
+
+
+class Watcher(Subscriber):
+    """A channels subscriber whose next event can be awaited with a timeout."""
+
+    async def next_event(self, timeout: float) -> bytes | None:
+        """The next payload, ``None`` once unsubscribed; raises ``TimeoutError`` after ``timeout`` s."""
+        async with asyncio.timeout(timeout):
+            item = await self._queue.get()
+        self._queue.task_done()
+        return item
+
+
+class EventChannels(ChannelsPlugin):
+    """The channels plugin over a Redis client it owns and closes on shutdown."""
+
+    def __init__(self, redis: Redis) -> None:
+        super().__init__(
+            backend=RedisChannelsPubSubBackend(redis=redis),
+            arbitrary_channels_allowed=True,
+            subscriber_max_backlog=BACKLOG,
+            subscriber_backlog_strategy="dropleft",
+            subscriber_class=Watcher,
+        )
+        self.redis = redis
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EventChannels:
+        pool = BlockingConnectionPool.from_url(
+            settings.redis_url, max_connections=REDIS_CONNECTIONS, client_name=f"sluice-events-{os.getpid()}"
+        )
+        return cls(Redis.from_pool(pool))
+
+    async def watch(self, channels: list[str]) -> Watcher:
+        return cast(Watcher, await self.subscribe(channels))
+
+    async def unsubscribe(self, subscriber: Subscriber, channels: str | Iterable[str] | None = None) -> None:
+        """Unsubscribe, and forget channels nobody watches (the plugin keeps them forever otherwise)."""
+        names = [channels] if isinstance(channels, str) else list(channels or self._channels)
+        await super().unsubscribe(subscriber, names)
+        for name in names:
+            if not self._channels.get(name, True):
+                del self._channels[name]
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_val: BaseException | None,
+        exc_tb: TracebackType | None,
+    ) -> None:
+        try:
+            await super().__aexit__(exc_type, exc_val, exc_tb)
+        finally:
+            await self.redis.aclose()
