@@ -30,6 +30,17 @@ async def _chunks(resources: Resources, upload_id: str) -> int:
     return count or 0
 
 
+async def _settled_chunks(resources: Resources, upload_id: str) -> int:
+    """The chunk count once it stops changing: a chunk whose body had fully arrived before the
+    client died may still be recorded after it."""
+    previous = -1
+    async with asyncio.timeout(20):
+        while (count := await _chunks(resources, upload_id)) != previous:
+            previous = count
+            await asyncio.sleep(1.0)
+    return count
+
+
 async def test_small_and_chunked_files_and_a_bad_one(
     cli: Cli, api: ApiServer, client: httpx.AsyncClient, resources: Resources, tmp_path: Path
 ) -> None:
@@ -73,8 +84,7 @@ async def test_killed_upload_resumes_sending_only_missing_chunks(
             await asyncio.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     await process.wait()
-    await asyncio.sleep(1.5)  # a chunk whose body had fully arrived may still be recorded
-    received = await _chunks(resources, upload_id)
+    received = await _settled_chunks(resources, upload_id)
     assert 2 <= received < 8
 
     code, out = await cli.run(slow_api.url, *args)
