@@ -25,6 +25,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         access_log=False,
         log_level=settings.log_level.lower(),
         timeout_keep_alive=30,
+        timeout_graceful_shutdown=settings.shutdown_grace,
     )
     return 0
 

@@ -78,6 +78,9 @@ class Settings:
     """Port of the workers' Prometheus exposition server; 0 turns it off."""
     heartbeat: float = 15.0
     """Seconds between SSE comment heartbeats."""
+    shutdown_grace: float = 30.0
+    """Seconds ``sluice serve`` lets open requests finish on shutdown before cancelling them: event streams
+    never end by themselves, and their clients reconnect (with Last-Event-ID) to another process."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:

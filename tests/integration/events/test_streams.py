@@ -301,3 +301,24 @@ async def test_closing_clients_releases_subscriptions(key: str, resources: Resou
 
 async def _none_subscribed(redis: Redis, channels: list[str]) -> bool:
     return all([await subscribers(redis, c) == 0 for c in channels])
+
+
+async def test_shutdown_ends_open_streams_after_the_grace(key: str, resources: Resources) -> None:
+    """An open stream does not hold a stopping API forever: it is cut after SLUICE_SHUTDOWN_GRACE."""
+    server = ApiServer(resources.settings.replace(shutdown_grace=0.5))
+    job = await insert_job(resources, await owner_of(resources, key))
+    try:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with (
+            httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10) as http,
+            events(http, f"/api/v1/jobs/{job.id}/events") as stream,
+        ):
+            await stream.next()
+            started = asyncio.get_running_loop().time()
+            server.process.terminate()
+            await asyncio.to_thread(server.process.wait, 8)
+            assert asyncio.get_running_loop().time() - started < 5
+            with pytest.raises(httpx.HTTPError):
+                await stream.rest()
+    finally:
+        server.stop()
