@@ -27,7 +27,7 @@ from python_calamine import CalamineWorkbook
 
 from tests.support.servers import REPO, settings_env
 
-WORDS = "alpha beta gamma delta, epsilon \"zeta\" eta theta iota kappa lambda mu".split(" ")
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split(" ")
 
 
 def make_csv(path: str, *, size: int | None, rows: int | None) -> int:
@@ -40,10 +40,10 @@ def make_csv(path: str, *, size: int | None, rows: int | None) -> int:
         while (rows is None or count < rows) and (size is None or written < size):
             block = []
             for n in range(count, count + 10_000 if rows is None else min(count + 10_000, rows)):
-                title = f'"Widget {n}, ""{WORDS[n % 12]}"" edition"'
-                comment = " ".join(rng.choice(WORDS) for _ in range(4 + n % 5)).replace(",", "").replace('"', "")
+                title = f'Widget {n}, "{WORDS[n % 12]}" edition'.replace('"', '""')
+                comment = " ".join(rng.choice(WORDS) for _ in range(4 + n % 5))
                 block.append(
-                    f"{n},{uuid.UUID(int=rng.getrandbits(128))},{title},user{n}@example.com,"
+                    f'{n},{uuid.UUID(int=rng.getrandbits(128))},"{title}",user{n}@example.com,'
                     f"{n % 100000}.{n % 100:02d},{start + timedelta(days=n % 9000)},{'true' if n % 3 else 'false'},"
                     f"{comment}\n"
                 )
