@@ -1,6 +1,9 @@
 """``sluice upload FILE...``: progress bars while files upload, a summary table at the end.
 
-Exit status: 0 when every file was stored, 1 when any failed, 2 for bad arguments, 130 when
+Files that get a processing job are followed to the job's end with a second bar (rows, rate, ETA),
+then the table name and row counts are printed; ``--no-wait`` skips that.
+
+Exit status: 0 when every file was stored (and processed, when followed), 1 when any failed, 2 for bad arguments, 130 when
 interrupted (run the same command again to resume chunked uploads).
 """
 
@@ -25,6 +28,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from app.client.events import JobResult, follow_job
 from app.client.resume import ResumeStore, cache_dir
 from app.client.upload import MiB, Options, Outcome, Uploader
 
@@ -50,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-process", dest="process", action="store_false", help="store only; no processing job")
     parser.add_argument(
         "--threshold", type=parse_size, default=64 * MiB, help="files above this go as chunked sessions (64MiB)"
+    )
+    parser.add_argument(
+        "--no-wait", dest="wait", action="store_false", help="do not follow processing; print the job ids and exit"
     )
     parser.add_argument(
         "--verify",
@@ -78,15 +85,17 @@ def run(args: argparse.Namespace) -> int:
         verify=args.verify,
     )
     try:
-        outcomes = asyncio.run(_upload_all(args.url, args.key, args.files, options, console))
+        outcomes, jobs = asyncio.run(_upload_all(args.url, args.key, args.files, options, console, args.wait))
     except KeyboardInterrupt:
         console.print(f"interrupted: run the same command again to resume (state in {cache_dir()})")
         return 130
     console.print(_summary(outcomes))
-    return 0 if all(o.stored for o in outcomes) else 1
+    return 0 if all(o.stored for o in outcomes) and all(j.state == "completed" for j in jobs) else 1
 
 
-async def _upload_all(url: str, key: str, files: list[Path], options: Options, console: Console) -> list[Outcome]:
+async def _upload_all(
+    url: str, key: str, files: list[Path], options: Options, console: Console, wait: bool
+) -> tuple[list[Outcome], list[JobResult]]:
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -98,12 +107,16 @@ async def _upload_all(url: str, key: str, files: list[Path], options: Options, c
     )
     limits = httpx.Limits(max_connections=options.parallel + 2)
     timeout = httpx.Timeout(300.0, connect=10.0)
-    async with httpx.AsyncClient(
-        base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=timeout, limits=limits
-    ) as http:
+    headers = {"Authorization": f"Bearer {key}"}
+    # Event streams get their own client: they hold a connection each for as long as a job runs.
+    async with (
+        httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout, limits=limits) as http,
+        httpx.AsyncClient(base_url=url, headers=headers, timeout=timeout) as events,
+    ):
         uploader = Uploader(http, options, ResumeStore(url), progress, console)
         with progress:
             outcomes = []
+            following: list[tuple[str, asyncio.Task[JobResult]]] = []
             for path in files:
                 outcome = await uploader.upload(path)
                 if outcome.mode == "chunked":
@@ -111,8 +124,18 @@ async def _upload_all(url: str, key: str, files: list[Path], options: Options, c
                         f"{path.name}: sent {outcome.chunks_sent} chunks, skipped {outcome.chunks_skipped} "
                         "already on the server"
                     )
+                if outcome.stored and outcome.job_id:
+                    if wait:
+                        follow = follow_job(events, outcome.job_id, progress, label=f"{path.name} processing")
+                        following.append((path.name, asyncio.create_task(follow)))
+                    else:
+                        console.print(f"{path.name}: processing as job {outcome.job_id}")
                 outcomes.append(outcome)
-            return outcomes
+            jobs = []
+            for name, task in following:
+                jobs.append(await task)
+                console.print(f"{name}: {jobs[-1].describe()}")
+            return outcomes, jobs
 
 
 def _summary(outcomes: list[Outcome]) -> Table:

@@ -28,6 +28,8 @@ class JobResult:
     error: str | None = None
 
     def describe(self) -> str:
+        if self.state == "unknown":
+            return f"could not follow processing job {self.job_id}: {self.error or 'its progress stream ended early'}"
         if self.state == "completed":
             return f"{self.rows_ok:,} rows in table {self.dataset_table} ({self.rows_rejected:,} rejected)"
         reason = f": {self.error}" if self.error else ""

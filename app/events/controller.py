@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from litestar import Controller, Response, get
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.openapi import ResponseSpec
 from litestar.params import Parameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 
@@ -25,10 +26,14 @@ LastEventId = Annotated[
         description="Id of the last event received; browsers send it when they reconnect",
     ),
 ]
-STREAM_DESCRIPTION = (
-    "Server-Sent Events: a `snapshot` of the current state first, then live events, ending after the "
-    "terminal event; a comment heartbeat while idle. 204 when Last-Event-ID shows the end was already received."
-)
+STREAM: dict[str, Any] = {
+    "media_type": "text/event-stream",
+    "description": (
+        "Server-Sent Events: a `snapshot` of the current state first, then live events, ending after the "
+        "terminal event; a comment heartbeat while idle."
+    ),
+    "responses": {204: ResponseSpec(None, description="Last-Event-ID shows the end was already received")},
+}
 
 
 def provide_event_service(state: State, channels: EventChannels, settings: Settings) -> EventService:
@@ -40,19 +45,19 @@ class EventController(Controller):
     tags = ["events"]
     dependencies = {"events": Provide(provide_event_service, sync_to_thread=False)}
 
-    @get("/jobs/{job_id:uuid}/events", operation_id="jobEvents", description=STREAM_DESCRIPTION)
+    @get("/jobs/{job_id:uuid}/events", operation_id="jobEvents", **STREAM)
     async def job_events(
         self, events: EventService, principal: Principal, job_id: uuid.UUID, last_event_id: LastEventId = None
     ) -> Response[Any]:
         return _response(await events.job_stream(principal, job_id, last_event_id))
 
-    @get("/batches/{batch_id:uuid}/events", operation_id="batchEvents", description=STREAM_DESCRIPTION)
+    @get("/batches/{batch_id:uuid}/events", operation_id="batchEvents", **STREAM)
     async def batch_events(
         self, events: EventService, principal: Principal, batch_id: uuid.UUID, last_event_id: LastEventId = None
     ) -> Response[Any]:
         return _response(await events.batch_stream(principal, batch_id, last_event_id))
 
-    @get("/uploads/{upload_id:uuid}/events", operation_id="uploadEvents", description=STREAM_DESCRIPTION)
+    @get("/uploads/{upload_id:uuid}/events", operation_id="uploadEvents", **STREAM)
     async def upload_events(
         self, events: EventService, principal: Principal, upload_id: uuid.UUID, last_event_id: LastEventId = None
     ) -> Response[Any]:
