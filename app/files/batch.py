@@ -1,16 +1,17 @@
 """Batch upload: ``POST /api/v1/files`` with 1 to 20 ``file`` parts, each streamed to storage as it arrives.
 
 Litestar's own form parsing spools whole parts to temporary files first, so the body is parsed
-here as a stream with ``streaming-form-data``: the parser turns each piece of the body into
-events (a part starts, bytes of it, it ends), and each ``file`` part is handed to
-``FileService.receive`` as its own async byte stream while the request is still arriving.
+here as a stream with ``multipart``'s push parser (already a Litestar dependency, and light: the
+``streaming-form-data`` targets pull in ``smart_open`` and, where installed, boto3): the parser
+turns each piece of the body into events (a part starts, bytes of it, it ends), and each ``file``
+part is handed to ``FileService.receive`` as its own async byte stream while the request is still
+arriving.
 A text part named ``sha256`` (hex) before a file part is that file's expected checksum.
 """
 
 from __future__ import annotations
 
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -19,9 +20,7 @@ import msgspec
 from litestar import Request, Response, post
 from litestar.di import Provide
 from litestar.params import Parameter
-from streaming_form_data import StreamingFormDataParser
-from streaming_form_data.parser import ParseFailedException
-from streaming_form_data.targets import BaseTarget
+from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
 from app.auth import Principal
 from app.errors import ServiceError, Unprocessable, UnsupportedType
@@ -60,25 +59,7 @@ class _Start:
 
 
 _END = object()
-
-
-class _Collector(BaseTarget):
-    """Turns the parser's callbacks for one field name into events, in body order."""
-
-    def __init__(self, field: str, events: deque[object]) -> None:
-        super().__init__()
-        self._field = field
-        self._events = events
-
-    def on_start(self) -> None:
-        self._events.append(_Start(self._field, self.multipart_filename))
-
-    def on_data_received(self, chunk: bytes) -> None:
-        self._events.append(chunk)
-
-    def on_finish(self) -> None:
-        self._events.append(_END)
-        self.multipart_filename = None
+NOT_MULTIPART = "send multipart/form-data with 1 to 20 parts named 'file' (curl -F file=@a.csv -F file=@b.csv)"
 
 
 class BatchService:
@@ -105,19 +86,13 @@ class BatchService:
     async def _receive_parts(
         self, owner: Principal, content_type: str, body: AsyncIterator[bytes], process: bool, results: list[BatchItem]
     ) -> None:
-        events: deque[object] = deque()
-        try:
-            parser = StreamingFormDataParser({"Content-Type": content_type})
-        except ParseFailedException:
-            raise UnsupportedType(
-                "send multipart/form-data with 1 to 20 parts named 'file' (curl -F file=@a.csv -F file=@b.csv)"
-            ) from None
-        parser.register("file", _Collector("file", events))
-        parser.register("sha256", _Collector("sha256", events))
-        stream = _events(body, parser, events)
+        kind, options = parse_options_header(content_type)
+        if kind != "multipart/form-data" or not options.get("boundary"):
+            raise UnsupportedType(NOT_MULTIPART)
+        stream = _events(body, PushMultipartParser(options["boundary"]))
         expected_sha256: str | None = None
         async for event in stream:
-            if not isinstance(event, _Start):
+            if not isinstance(event, _Start) or event.field not in ("file", "sha256"):
                 continue
             if event.field == "sha256":
                 expected_sha256 = await _field_value(stream)
@@ -155,16 +130,19 @@ class BatchService:
                 await self.files.delete(owner, item.file.id)
 
 
-async def _events(
-    body: AsyncIterator[bytes], parser: StreamingFormDataParser, events: deque[object]
-) -> AsyncIterator[object]:
-    async for data in body:
-        try:
-            parser.data_received(data)
-        except ParseFailedException as exc:
-            raise ServiceError(f"the multipart body could not be parsed ({exc}); send valid multipart/form-data") from exc
-        while events:
-            yield events.popleft()
+async def _events(body: AsyncIterator[bytes], parser: PushMultipartParser) -> AsyncIterator[object]:
+    """Parser output as events: ``_Start`` for a part's headers, its bytes, ``_END`` at its boundary."""
+    try:
+        async for data in body:
+            if not data:
+                continue  # an empty chunk would tell the parser the body ended; _part reports a cut body
+            for event in parser.parse(data):
+                if isinstance(event, MultipartSegment):
+                    yield _Start(event.name, event.filename)
+                else:
+                    yield _END if event is None else event
+    except MultipartError as exc:
+        raise ServiceError(f"the multipart body could not be parsed ({exc}); send valid multipart/form-data") from exc
 
 
 async def _part(stream: AsyncIterator[object]) -> AsyncIterator[bytes]:
