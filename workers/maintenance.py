@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import dramatiq
 from redis.asyncio import Redis
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import File, FileStatus, SessionState, UploadSession
@@ -73,6 +73,27 @@ async def expire_sessions(
                 await _announce(redis, settings, upload)
         if len(closed) < BATCH:
             return expired
+
+
+async def fail_stalled_files(
+    sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, *, now: datetime | None = None
+) -> int:
+    """Fail single-shot uploads left ``receiving`` by an API process that stopped mid-body.
+
+    Their multipart uploads become orphans, which ``abort_orphans`` then releases.
+    """
+    now = now or datetime.now(UTC)
+    async with sessionmaker() as session:
+        result = await session.execute(
+            update(File)
+            .where(File.status == FileStatus.receiving, File.updated_at <= now - timedelta(seconds=settings.session_ttl))
+            .values(
+                status=FileStatus.failed,
+                error="the upload stopped before the whole file arrived (the API process serving it stopped)",
+            )
+        )
+        await session.commit()
+    return result.rowcount or 0
 
 
 async def abort_orphans(
@@ -136,11 +157,12 @@ async def _announce(redis: Redis, settings: Settings, upload: UploadSession) -> 
 
 @dramatiq.actor(queue_name=MAINTENANCE_QUEUE, time_limit=600_000, max_retries=0)
 async def expire_upload_sessions() -> None:
-    """Expire idle chunked sessions; the next run retries anything this one could not release."""
+    """Expire idle chunked sessions and stalled single-shot uploads; the next run retries anything this one could not release."""
     clients = current_clients()
     count = await expire_sessions(clients.sessionmaker, clients.store, clients.settings, redis=clients.redis)
-    if count:
-        log.info("expired upload sessions", extra={"count": count})
+    stalled = await fail_stalled_files(clients.sessionmaker, clients.settings)
+    if count or stalled:
+        log.info("expired upload sessions", extra={"count": count, "stalled_files": stalled})
 
 
 @dramatiq.actor(queue_name=MAINTENANCE_QUEUE, time_limit=600_000, max_retries=0)

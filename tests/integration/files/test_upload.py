@@ -315,3 +315,32 @@ async def test_health_and_ready(api: ApiServer, client: httpx.AsyncClient, resou
     assert "s3" in body["status"]
     assert body["checks"]["postgres"] == "ok" and body["checks"]["s3"] != "ok"
 
+
+
+async def test_an_upload_left_receiving_by_a_dead_api_is_failed(resources: Resources) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from db.models import File, FileKind, FileStatus
+    from workers.maintenance import fail_stalled_files
+
+    owner = uuid.uuid4()
+    ttl = resources.settings.session_ttl
+    async with resources.sessionmaker() as session:
+        stalled = File(
+            owner_id=owner, original_filename="s.csv", filename="s.csv", kind=FileKind.csv, bucket="b", storage_key="k"
+        )
+        session.add(stalled)
+        await session.commit()
+
+    failed = await fail_stalled_files(
+        resources.sessionmaker, resources.settings, now=datetime.now(UTC) + timedelta(seconds=ttl // 2)
+    )
+    assert failed == 0
+    failed = await fail_stalled_files(
+        resources.sessionmaker, resources.settings, now=datetime.now(UTC) + timedelta(seconds=ttl + 60)
+    )
+    assert failed >= 1
+    async with resources.sessionmaker() as session:
+        file = await session.get(File, stalled.id)
+        assert file is not None and file.status == FileStatus.failed
+        assert "stopped before the whole file arrived" in (file.error or "")
