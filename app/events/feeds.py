@@ -8,6 +8,7 @@ jobs' seqs, which grows with every event of any of its jobs.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -38,6 +39,24 @@ class Frame:
 def whole(event: JobEvent | UploadEvent) -> dict[str, Any]:
     """Every field, defaults included: the contracts omit them, clients should not have to know them."""
     return msgspec.structs.asdict(event)
+
+
+_DECODERS = {kind: msgspec.json.Decoder(kind) for kind in (JobEvent, UploadEvent)}
+
+
+@functools.lru_cache(maxsize=1024)
+def parse(kind: type[E], payload: bytes) -> tuple[E, bytes] | None:
+    """The event in ``payload`` and its JSON with every field, ``None`` when it does not decode.
+
+    Every stream of a channel is handed the same payload, so this runs once per event per
+    process, not once per watcher.
+    """
+    try:
+        event = _DECODERS[kind].decode(payload)
+    except msgspec.DecodeError:
+        log.warning("dropped an event that does not decode", extra={"payload": payload[:200]})
+        return None
+    return event, msgspec.json.encode(whole(event))
 
 
 class Feed(Protocol):
@@ -74,8 +93,9 @@ class ChannelFeed(Generic[E]):
         self.keys = [snapshot_key(channel)]
         self.row = row
         self.current = row
+        self._data = b""
+        self._kind = type(row)
         self._terminal_states = terminal_states
-        self._decoder = msgspec.json.Decoder(type(row))
 
     @property
     def seq(self) -> int:
@@ -90,35 +110,33 @@ class ChannelFeed(Generic[E]):
         return self.current.state in self._terminal_states
 
     def start(self, snapshots: list[bytes | None]) -> None:
-        published = self._decode(snapshots[0]) if snapshots[0] else None
+        parsed = parse(self._kind, snapshots[0]) if snapshots[0] else None
+        published = parsed[0] if parsed else None
         if self.row.state in self._terminal_states and (
             published is None or published.state not in self._terminal_states
         ):
             # The row has ended but its terminal event was never published (or has expired):
             # a new id, one past the last published, so a client that saw that one still gets the end.
             self.current = msgspec.structs.replace(self.row, seq=(published.seq if published else 0) + 1)
+        elif parsed:
+            self.current, self._data = parsed
+            return
         else:
-            self.current = published or self.row
+            self.current = self.row
+        self._data = msgspec.json.encode(whole(self.current))
 
     def data(self) -> bytes:
-        return msgspec.json.encode(whole(self.current))
+        return self._data
 
     def apply(self, payload: bytes) -> list[Frame]:
-        event = self._decode(payload)
-        if event is None or event.seq <= self.current.seq or self.terminal:
+        parsed = parse(self._kind, payload)
+        if parsed is None or parsed[0].seq <= self.current.seq or self.terminal:
             return []
-        self.current = event
-        return [Frame(event.type, event.seq, self.data())]
+        self.current, self._data = parsed
+        return [Frame(self.current.type, self.current.seq, self._data)]
 
     def resync(self, snapshots: list[bytes | None]) -> list[Frame]:
         return self.apply(snapshots[0]) if snapshots[0] else []
-
-    def _decode(self, payload: bytes) -> E | None:
-        try:
-            return self._decoder.decode(payload)
-        except msgspec.DecodeError:
-            log.warning("dropped an event that does not decode", extra={"channel": self.channels[0]})
-            return None
 
 
 class BatchFeed:
@@ -130,7 +148,6 @@ class BatchFeed:
         self.channels = [c for job in jobs for c in job.channels]
         self.keys = [k for job in jobs for k in job.keys]
         self._by_id = {job.row.job_id: job for job in jobs}
-        self._decoder = msgspec.json.Decoder(JobEvent)
 
     @property
     def seq(self) -> int:
@@ -157,11 +174,8 @@ class BatchFeed:
         return msgspec.json.encode(self._event("snapshot", jobs=[whole(job.current) for job in self.jobs]))
 
     def apply(self, payload: bytes) -> list[Frame]:
-        try:
-            job_id = self._decoder.decode(payload).job_id
-        except msgspec.DecodeError:
-            return []
-        job = self._by_id.get(job_id)
+        parsed = parse(JobEvent, payload)
+        job = self._by_id.get(parsed[0].job_id) if parsed else None
         if job is None or not job.apply(payload):
             return []
         event = self._event(self.state if self.terminal else "progress", job=whole(job.current))

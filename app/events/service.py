@@ -6,8 +6,10 @@ both in the snapshot and delivered live, and the live copy is dropped as not new
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import anyio
 from litestar.response import ServerSentEventMessage
@@ -25,6 +27,22 @@ from workers.contracts import JobEvent, UploadEvent, job_channel, upload_channel
 Stream = AsyncIterator[ServerSentEventMessage]
 RETRY_MS = 3000
 """How long a browser waits before reconnecting a dropped stream."""
+
+
+@dataclass
+class Prepared(ServerSentEventMessage):
+    """A message already encoded: sent as is."""
+
+    wire: bytes = b""
+
+    def encode(self) -> bytes:
+        return self.wire
+
+
+@functools.lru_cache(maxsize=1024)
+def wire(event: str, id_: int, data: bytes) -> bytes:
+    """An event as it goes on the wire; the watchers of one channel share it, so it is encoded once."""
+    return ServerSentEventMessage(data=data, event=event, id=id_).encode()
 
 
 def parse_last_event_id(value: str | None) -> int | None:
@@ -168,7 +186,7 @@ class EventService:
                     frames = feed.apply(payload)
                 for frame in frames:
                     sent = max(frame.id, sent + 1)
-                    yield ServerSentEventMessage(data=frame.data, event=frame.event, id=sent)
+                    yield Prepared(wire=wire(frame.event, sent, frame.data))
                 if feed.terminal:
                     return
         finally:
