@@ -10,21 +10,50 @@ connections.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
-from collections.abc import Iterable
+from collections.abc import AsyncGenerator, Iterable
 from types import TracebackType
-from typing import cast
+from typing import Any, cast
 
 from litestar.channels import ChannelsPlugin, Subscriber
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import RedisError
 
 from db.settings import Settings
 
+log = logging.getLogger("sluice.events")
+
 REDIS_CONNECTIONS = 8
 """Connections of the events client: one for pub/sub, the rest for snapshot reads (they queue beyond it)."""
+MAX_RECONNECT_DELAY = 5.0
+"""Longest wait between attempts to reach Redis again when the subscriber connection is lost."""
 BACKLOG = 256
 """Events held per slow watcher; older ones are dropped first (each event carries the whole state)."""
+
+
+class ReconnectingPubSubBackend(RedisChannelsPubSubBackend):
+    """The plugin's Redis pub/sub backend, whose reader survives a dropped connection.
+
+    As shipped, the reader ends on the first connection error and every stream goes silent until
+    the process restarts. Here it reconnects, which resubscribes every channel; streams catch up on
+    what was published meanwhile from the snapshot keys at their next heartbeat.
+    """
+
+    async def stream_events(self) -> AsyncGenerator[tuple[str, Any], None]:
+        delay = 0.1
+        while True:
+            try:
+                async for item in super().stream_events():
+                    delay = 0.1
+                    yield item
+            except (RedisError, OSError) as exc:
+                log.warning("event subscriber lost Redis; reconnecting", extra={"error": str(exc)})
+                if self._pub_sub.connection is not None:
+                    await self._pub_sub.connection.disconnect()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, MAX_RECONNECT_DELAY)
 
 
 class Watcher(Subscriber):
@@ -43,7 +72,7 @@ class EventChannels(ChannelsPlugin):
 
     def __init__(self, redis: Redis) -> None:
         super().__init__(
-            backend=RedisChannelsPubSubBackend(redis=redis),
+            backend=ReconnectingPubSubBackend(redis=redis),
             arbitrary_channels_allowed=True,
             subscriber_max_backlog=BACKLOG,
             subscriber_backlog_strategy="dropleft",

@@ -322,3 +322,24 @@ async def test_shutdown_ends_open_streams_after_the_grace(key: str, resources: R
                 await stream.rest()
     finally:
         server.stop()
+
+
+async def test_live_events_survive_a_dropped_subscriber_connection(
+    client: httpx.AsyncClient, key: str, resources: Resources, api: ApiServer
+) -> None:
+    job = await insert_job(resources, await owner_of(resources, key))
+    channel = job_channel(resources.settings.redis_prefix, job.id)
+    async with events(client, f"/api/v1/jobs/{job.id}/events") as stream:
+        await stream.next()
+        shared = [c for c in await clients_of(resources.redis, api.process.pid, redis_port(resources)) if int(c["sub"])]
+        assert len(shared) == 1
+        await resources.redis.client_kill(shared[0]["addr"])
+        await eventually(lambda: _subscribed(resources.redis, channel))
+
+        await publish_job(resources, job, "progress", "processing", rows_ok=5)
+        # Well inside the 15 s heartbeat: delivered live by the reconnected subscriber, not by a catch-up.
+        assert (await stream.next(timeout=3)).id == "1"
+
+
+async def _subscribed(redis: Redis, channel: str) -> bool:
+    return await subscribers(redis, channel) == 1
