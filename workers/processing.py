@@ -33,9 +33,9 @@ from db.models import TERMINAL_JOB_STATES, File, FileKind, FileStatus, Job, JobS
 from db.storage import StorageError
 from workers.contracts import JobEvent, JobOptions, dataset_table, job_channel, process_file_message
 from workers.middleware import Clients
+from workers.parsers.types import ParseError
 from workers.plan import Malformed, plan_columns
 from workers.progress import publish
-from workers.parsers.types import ParseError
 from workers.sink import Progress, Sink
 
 log = logging.getLogger("sluice.jobs")
@@ -77,9 +77,16 @@ class JobRun:
     rows_rejected: int = 0
     bytes_read: int = 0
     attempt_rows: int = 0
+    attempt_bytes: int = 0
+    """``bytes_read`` when this attempt started (earlier attempts' windows are skipped fast)."""
     attempt_started: float = field(default_factory=time.monotonic)
     last_publish: float = 0.0
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def staging(self) -> str:
+        """The table this job fills; it becomes the file's dataset when the job completes."""
+        return f"{dataset_table(self.file_id)}_j{self.job_id.hex[:12]}"
 
     def event(self, type_: str, state: JobState, **extra: Any) -> JobEvent:
         return JobEvent(
@@ -100,8 +107,9 @@ class JobRun:
         rate = self.attempt_rows / elapsed
         done = min(100.0, 100.0 * self.bytes_read / self.bytes_total) if self.bytes_total else 0.0
         eta = None
-        if 0 < done < 100:
-            eta = round(elapsed * (100 - done) / done, 1)
+        speed = (self.bytes_read - self.attempt_bytes) / elapsed
+        if 0 < done < 100 and speed > 0:
+            eta = round((self.bytes_total - self.bytes_read) / speed, 1)
         return Progress(self.bytes_read, round(done, 2), round(rate, 1), eta)
 
 
@@ -126,12 +134,11 @@ async def _attempt(c: Clients, job_id: uuid.UUID) -> None:
     run = await _start(c, job_id)
     if run is None:
         return
-    staging = f"{dataset_table(run.file_id)}_j{run.job_id.hex[:12]}"
     limit = asyncio.timeout(max(run.deadline - time.monotonic(), 0.001))
     try:
         try:
             async with limit:
-                await _process(c, run, staging)
+                await _process(c, run)
         except TimeoutError:
             if not limit.expired():
                 raise
@@ -140,21 +147,21 @@ async def _attempt(c: Clients, job_id: uuid.UUID) -> None:
                 f"the job ran longer than its timeout of {run.options.timeout_s} s; its partial table was dropped",
             ) from None
     except JobStopped as stop:
-        await _finish(c, run, stop.state, stop.reason, staging)
+        await _finish(c, run, stop.state, stop.reason)
     except (Malformed, ParseError) as exc:
-        await _finish(c, run, JobState.failed, str(exc), staging)
+        await _finish(c, run, JobState.failed, str(exc))
     except Exception as exc:
         if not is_transient(exc):
             log.exception("job failed", extra={"job_id": str(run.job_id)})
-            await _finish(c, run, JobState.failed, f"internal error: {type(exc).__name__}: {exc}", staging)
+            await _finish(c, run, JobState.failed, f"internal error: {type(exc).__name__}: {exc}")
             return
         if run.attempts >= run.options.max_retries:
             reason = f"gave up after {run.attempts} attempts; the last one failed with: {_describe(exc)}"
-            await _finish(c, run, JobState.failed, reason, staging)
+            await _finish(c, run, JobState.failed, reason)
             return
         log.warning("job attempt failed; retrying", extra={"job_id": str(run.job_id), "error": _describe(exc)})
         with contextlib.suppress(Exception):
-            await _note(c, run, f"attempt {run.attempts} failed ({_describe(exc)}); retrying")
+            await _note(c, run, f"attempt {run.attempts} failed: {_describe(exc)}")
         raise Retry(f"transient failure: {_describe(exc)}") from exc
 
 
@@ -182,6 +189,7 @@ async def _start(c: Clients, job_id: uuid.UUID) -> JobRun | None:
             rows_ok=job.rows_ok,
             rows_rejected=job.rows_rejected,
             bytes_read=job.bytes_read,
+            attempt_bytes=job.bytes_read,
         )
         ending: tuple[JobState, str | None] | None = None
         if job.cancel_requested:
@@ -190,7 +198,7 @@ async def _start(c: Clients, job_id: uuid.UUID) -> JobRun | None:
             ending = (JobState.failed, f"file {job.file_id} is no longer stored")
         elif job.attempts >= options.max_retries:
             last = job.error or "each one stopped without finishing (was the worker killed or out of memory?)"
-            ending = (JobState.failed, f"gave up after {job.attempts} attempts: {last}")
+            ending = (JobState.failed, f"gave up after {job.attempts} attempts; the last error: {last}")
         elif elapsed >= options.timeout_s:
             ending = (JobState.timed_out, f"the job ran longer than its timeout of {options.timeout_s} s")
         if ending is None:
@@ -200,13 +208,13 @@ async def _start(c: Clients, job_id: uuid.UUID) -> JobRun | None:
             run.attempts = job.attempts
         await session.commit()
     if ending is not None:
-        await _finish(c, run, ending[0], ending[1], f"{dataset_table(run.file_id)}_j{run.job_id.hex[:12]}")
+        await _finish(c, run, ending[0], ending[1])
         return None
     await _publish(c, run, run.event("state", JobState.processing, progress=run.progress().progress))
     return run
 
 
-async def _process(c: Clients, run: JobRun, staging: str) -> None:
+async def _process(c: Clients, run: JobRun) -> None:
     async with c.pool.acquire() as conn:
         committed = {
             r["index"] for r in await conn.fetch("SELECT index FROM job_windows WHERE job_id = $1", run.job_id)
@@ -215,7 +223,7 @@ async def _process(c: Clients, run: JobRun, staging: str) -> None:
         if not table.columns:
             raise Malformed("the file is empty: it has no records to store")
         columns = plan_columns(table, run.options.mapping)
-        sink = Sink(c.pool, c.settings.dataset_schema, dataset_table(run.file_id), staging, run.job_id, columns)
+        sink = Sink(c.pool, c.settings.dataset_schema, dataset_table(run.file_id), run.staging, run.job_id, columns)
         if not committed:
             await sink.create()
         watcher = asyncio.create_task(_watch_cancel(c, run))
@@ -362,11 +370,11 @@ def _download(c: Clients, key: str) -> str:
     return path
 
 
-async def _finish(c: Clients, run: JobRun, state: JobState, reason: str | None, staging: str) -> None:
+async def _finish(c: Clients, run: JobRun, state: JobState, reason: str | None) -> None:
     """End the job in ``state`` (not completed): drop its partial table, record why, tell watchers."""
     async with c.pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL synchronous_commit TO on")
-        await conn.execute(f'DROP TABLE IF EXISTS "{c.settings.dataset_schema}"."{staging}"')
+        await conn.execute(f'DROP TABLE IF EXISTS "{c.settings.dataset_schema}"."{run.staging}"')
         totals = await conn.fetchrow(
             "UPDATE jobs SET state = $2, error = $3, finished_at = now(), updated_at = now(), eta_s = NULL"
             " WHERE id = $1 AND state IN ('pending', 'processing') RETURNING rows_ok, rows_rejected, bytes_read",

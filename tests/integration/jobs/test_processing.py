@@ -454,4 +454,4 @@ async def test_a_job_that_keeps_killing_workers_fails_after_max_retries(
         stack.start_worker()
         done = await wait_job(http, job["id"])
     assert done["state"] == "failed" and done["attempts"] == 2
-    assert "gave up after 2 attempts" in done["error"] and "killed or out of memory" in done["error"]
+    assert "gave up after 2 attempts" in done["error"] and "killed or out of memory" in done["error"], done["error"]
