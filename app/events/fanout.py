@@ -57,14 +57,45 @@ class ReconnectingPubSubBackend(RedisChannelsPubSubBackend):
 
 
 class Watcher(Subscriber):
-    """A channels subscriber whose next event can be awaited with a timeout."""
+    """A channels subscriber whose stream also carries a heartbeat marker after each idle period.
 
-    async def next_event(self, timeout: float) -> bytes | None:
-        """The next payload, ``None`` once unsubscribed; raises ``TimeoutError`` after ``timeout`` s."""
-        async with asyncio.timeout(timeout):
-            item = await self._queue.get()
+    One timer per watcher, re-armed when it fires, rather than a timeout around every read: the
+    read is the hot path of the fan-out.
+    """
+
+    HEARTBEAT = b""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._every = 0.0
+        self._active = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+
+    def beat_every(self, seconds: float) -> None:
+        """Put ``HEARTBEAT`` in the stream whenever ``seconds`` pass without an event."""
+        loop = asyncio.get_running_loop()
+        self._every, self._active = seconds, loop.time()
+        self._timer = loop.call_at(self._active + seconds, self._beat)
+
+    def stop_beating(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def next_event(self) -> bytes | None:
+        """The next payload or ``HEARTBEAT``; ``None`` once unsubscribed."""
+        item = await self._queue.get()
         self._queue.task_done()
+        if item:
+            self._active = asyncio.get_running_loop().time()
         return item
+
+    def _beat(self) -> None:
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._active >= self._every:
+            self.put_nowait(self.HEARTBEAT)
+            self._active = loop.time()
+        self._timer = loop.call_at(self._active + self._every, self._beat)
 
 
 class EventChannels(ChannelsPlugin):

@@ -45,6 +45,9 @@ def wire(event: str, id_: int, data: bytes) -> bytes:
     return ServerSentEventMessage(data=data, event=event, id=id_).encode()
 
 
+HEARTBEAT = Prepared(wire=ServerSentEventMessage(data=None, comment="heartbeat").encode())
+
+
 def parse_last_event_id(value: str | None) -> int | None:
     if value is None or not value.strip():
         return None
@@ -171,18 +174,17 @@ class EventService:
             if feed.terminal:
                 yield ServerSentEventMessage(data=feed.data(), event=feed.state, id=sent)
                 return
+            watcher.beat_every(self.settings.heartbeat)
             while True:
-                frames: list[Frame]
-                try:
-                    payload = await watcher.next_event(self.settings.heartbeat)
-                except TimeoutError:
-                    yield ServerSentEventMessage(data=None, comment="heartbeat")
+                payload = await watcher.next_event()
+                if payload is None:
+                    return
+                if payload == watcher.HEARTBEAT:
+                    yield HEARTBEAT
                     # Pub/sub keeps nothing: whatever it lost (a reconnect of the shared subscriber)
                     # is in the snapshot keys, so an idle stream catches up within one heartbeat.
                     frames = feed.resync(await self._snapshots(feed))
                 else:
-                    if payload is None:
-                        return
                     frames = feed.apply(payload)
                 for frame in frames:
                     sent = max(frame.id, sent + 1)
@@ -191,6 +193,7 @@ class EventService:
                     return
         finally:
             # The client may be gone and this task cancelled; the subscription must be released anyway.
+            watcher.stop_beating()
             with anyio.CancelScope(shield=True):
                 await self.channels.unsubscribe(watcher, feed.channels)
 
