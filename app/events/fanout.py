@@ -1,10 +1,10 @@
 """The fan-out: one Redis pub/sub connection per API process, shared by every event stream.
 
 Litestar's channels plugin keeps that connection, subscribes a Redis channel while at least one
-stream watches it and unsubscribes it when the last one leaves. Two small extensions: a subscriber
-whose next event can be awaited with a timeout (heartbeats), and a plugin that owns its own,
-bounded Redis client, so thousands of watchers reading snapshots never open thousands of
-connections.
+stream watches it and unsubscribes it when the last one leaves. Three small extensions: a backend
+whose reader reconnects when Redis drops it, a subscriber that marks idle periods (heartbeats), and
+a plugin that owns its own bounded Redis client, so thousands of watchers reading snapshots never
+open thousands of connections.
 """
 
 from __future__ import annotations
