@@ -60,6 +60,9 @@ async def follow_job(
                         result.error = _detail(source.response)
                         return result
                     async for event in source.aiter_sse():
+                        if not event.data:
+                            # httpx-sse turns a heartbeat comment into an empty event once an id was seen.
+                            continue
                         last_id = event.id or last_id
                         failures = 0
                         state = msgspec.json.decode(event.data)

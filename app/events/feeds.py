@@ -171,7 +171,8 @@ class BatchFeed:
             job.start([snapshot])
 
     def data(self) -> bytes:
-        return msgspec.json.encode(self._event("snapshot", jobs=[whole(job.current) for job in self.jobs]))
+        type_ = self.state if self.terminal else "snapshot"
+        return msgspec.json.encode(self._event(type_, jobs=[whole(job.current) for job in self.jobs]))
 
     def apply(self, payload: bytes) -> list[Frame]:
         parsed = parse(JobEvent, payload)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import anyio
@@ -25,8 +25,11 @@ from db.settings import Settings
 from workers.contracts import JobEvent, UploadEvent, job_channel, upload_channel
 
 Stream = AsyncIterator[ServerSentEventMessage]
+Loader = Callable[[], Awaitable[Feed]]
 RETRY_MS = 3000
 """How long a browser waits before reconnecting a dropped stream."""
+ROW_CHECK_BEATS = 4
+"""An idle stream reads its database rows again every this many heartbeats."""
 
 
 @dataclass
@@ -84,15 +87,15 @@ class EventService:
 
     async def job_stream(self, owner: Principal, job_id: uuid.UUID, last_event_id: str | None) -> Stream | None:
         """Events of one job; ``None`` when the client has already received its terminal event."""
-        return await self._open(await self._job_feed(owner, job_id), last_event_id)
+        return await self._open(functools.partial(self._job_feed, owner, job_id), last_event_id)
 
     async def batch_stream(self, owner: Principal, batch_id: uuid.UUID, last_event_id: str | None) -> Stream | None:
         """Events of every job of a batch, aggregated; ``None`` when the client has seen the end."""
-        return await self._open(await self._batch_feed(owner, batch_id), last_event_id)
+        return await self._open(functools.partial(self._batch_feed, owner, batch_id), last_event_id)
 
     async def upload_stream(self, owner: Principal, upload_id: uuid.UUID, last_event_id: str | None) -> Stream | None:
         """Events of one chunked upload session; ``None`` when the client has seen the end."""
-        return await self._open(await self._upload_feed(owner, upload_id), last_event_id)
+        return await self._open(functools.partial(self._upload_feed, owner, upload_id), last_event_id)
 
     async def _job_feed(self, owner: Principal, job_id: uuid.UUID) -> Feed:
         async with self.sessionmaker() as session:
@@ -153,15 +156,16 @@ class EventService:
         )
         return ChannelFeed(upload_channel(self.settings.redis_prefix, upload.id), row, UPLOAD_TERMINAL)
 
-    async def _open(self, feed: Feed, header: str | None) -> Stream | None:
+    async def _open(self, load: Loader, header: str | None) -> Stream | None:
         last_event_id = parse_last_event_id(header)
+        feed = await load()
         if last_event_id is not None:
             feed.start(await self._snapshots(feed))
             if feed.terminal and feed.seq <= last_event_id:
                 return None
-        return self._stream(feed, last_event_id)
+        return self._stream(feed, last_event_id, load)
 
-    async def _stream(self, feed: Feed, last_event_id: int | None) -> AsyncIterator[ServerSentEventMessage]:
+    async def _stream(self, feed: Feed, last_event_id: int | None, load: Loader) -> Stream:
         """The snapshot, then live events until the terminal one, with comment heartbeats when idle.
 
         Ids never go below ``last_event_id``, and each is above the one before.
@@ -175,15 +179,28 @@ class EventService:
                 yield ServerSentEventMessage(data=feed.data(), event=feed.state, id=sent)
                 return
             watcher.beat_every(self.settings.heartbeat)
+            beats = 0
             while True:
                 payload = await watcher.next_event()
                 if payload is None:
                     return
                 if payload == watcher.HEARTBEAT:
                     yield HEARTBEAT
+                    beats += 1
                     # Pub/sub keeps nothing: whatever it lost (a reconnect of the shared subscriber)
                     # is in the snapshot keys, so an idle stream catches up within one heartbeat.
-                    frames = feed.resync(await self._snapshots(feed))
+                    snapshots = await self._snapshots(feed)
+                    frames = feed.resync(snapshots)
+                    if not frames and beats % ROW_CHECK_BEATS == 0:
+                        # An end the database has but Redis never got (a publish that failed) ends
+                        # the stream too; a row that is gone ends it without a word.
+                        try:
+                            fresh = await load()
+                        except NotFound:
+                            return
+                        fresh.start(snapshots)
+                        if fresh.terminal:
+                            feed, frames = fresh, [Frame(fresh.state, fresh.seq, fresh.data())]
                 else:
                     frames = feed.apply(payload)
                 for frame in frames:

@@ -96,9 +96,10 @@ class Events:
 
 @asynccontextmanager
 async def events(http: httpx.AsyncClient, path: str, **headers: str) -> AsyncIterator[Events]:
+    """An open stream's events; heartbeat comments (which httpx-sse reports as empty events) are skipped."""
     async with aconnect_sse(http, "GET", path, headers=headers) as source:
         assert source.response.status_code == 200, (await source.response.aread()).decode()
-        yield Events(source.response, source.aiter_sse())
+        yield Events(source.response, (event async for event in source.aiter_sse() if event.data))
 
 
 def redis_connections(pid: int, redis_port: int) -> int:

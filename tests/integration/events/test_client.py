@@ -48,6 +48,21 @@ async def test_follow_job_drives_a_bar_to_the_end(client: httpx.AsyncClient, key
     assert not progress.tasks[0].visible
 
 
+async def test_follow_job_waits_through_heartbeats(key: str, resources: Resources) -> None:
+    server = ApiServer(resources.settings.replace(heartbeat=0.1))
+    try:
+        job = await insert_job(resources, await owner_of(resources, key))
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=server.url, headers=headers, timeout=10) as http:
+            following = asyncio.create_task(follow_job(http, str(job.id), Progress(console=Console(file=io.StringIO()))))
+            await asyncio.sleep(0.6)
+            assert not following.done()
+            await publish_job(resources, job, "completed", "completed", rows_ok=3)
+            assert (await asyncio.wait_for(following, 10)).rows_ok == 3
+    finally:
+        server.stop()
+
+
 async def test_follow_job_of_another_owner_says_why(other_client: httpx.AsyncClient, key: str, resources: Resources) -> None:
     job = await insert_job(resources, await owner_of(resources, key))
     result = await follow_job(other_client, str(job.id), Progress(console=Console(file=io.StringIO())))

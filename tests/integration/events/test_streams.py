@@ -14,7 +14,9 @@ from redis.asyncio import Redis
 
 from app.events.fanout import REDIS_CONNECTIONS
 from app.resources import Resources
-from db.models import JobState
+from sqlalchemy import delete, update
+
+from db.models import Job, JobState
 from tests.integration.events.support import (
     clients_of,
     data,
@@ -343,3 +345,30 @@ async def test_live_events_survive_a_dropped_subscriber_connection(
 
 async def _subscribed(redis: Redis, channel: str) -> bool:
     return await subscribers(redis, channel) == 1
+
+
+async def test_an_end_only_the_database_knows_ends_idle_streams(
+    key: str, resources: Resources, fast_api: ApiServer
+) -> None:
+    """A terminal event that never reached Redis (its publish failed), or a deleted job, still ends the stream."""
+    owner = await owner_of(resources, key)
+    failed, deleted = await insert_job(resources, owner), await insert_job(resources, owner)
+    await publish_job(resources, failed, "state", "processing")
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(base_url=fast_api.url, headers=headers, timeout=10) as http:
+        async with events(http, f"/api/v1/jobs/{failed.id}/events") as stream:
+            assert (await stream.next()).id == "1"
+            async with resources.sessionmaker() as session:
+                await session.execute(
+                    update(Job).where(Job.id == failed.id).values(state=JobState.failed, error="worker lost")
+                )
+                await session.commit()
+            rest = await stream.rest(timeout=5)
+        assert [(e.event, e.id, data(e)["error"]) for e in rest] == [("failed", "2", "worker lost")]
+
+        async with events(http, f"/api/v1/jobs/{deleted.id}/events") as stream:
+            await stream.next()
+            async with resources.sessionmaker() as session:
+                await session.execute(delete(Job).where(Job.id == deleted.id))
+                await session.commit()
+            assert await stream.rest(timeout=5) == []
