@@ -33,7 +33,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 def _worker(args: argparse.Namespace, _: Settings) -> int:
     argv = [sys.executable, "-m", "dramatiq", "workers.worker", "--processes", str(args.processes)]
     argv += ["--threads", str(args.threads)]
-    os.execv(sys.executable, argv)
+    # Dramatiq reads these at import. Jobs run long, so a process takes no more messages than it
+    # has threads (a queued job never waits behind another process's jobs while a thread idles
+    # elsewhere), and an idle worker polls a few times a second so a new job starts at once.
+    env = os.environ | {
+        "dramatiq_queue_prefetch": os.environ.get("dramatiq_queue_prefetch", str(args.threads)),
+        "dramatiq_worker_timeout": os.environ.get("dramatiq_worker_timeout", "250"),
+    }
+    os.execve(sys.executable, argv, env)
     return 1
 
 
