@@ -8,9 +8,9 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, Gone, NotFound
 from app.datasets.schemas import Column, RowsPage
-from db.models import File, Job, JobState
+from db.models import File, FileStatus, Job, JobState
 from db.settings import Settings
 from workers.contracts import dataset_table
 
@@ -73,6 +73,8 @@ class DatasetService:
         )
 
     async def _no_table(self, file: File) -> Exception:
+        if file.status == FileStatus.deleted:
+            return Gone(f"file {file.id} was deleted, and its table with it")
         latest = await self.session.scalar(
             select(Job).where(Job.file_id == file.id).order_by(Job.created_at.desc()).limit(1)
         )

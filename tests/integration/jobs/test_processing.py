@@ -289,6 +289,8 @@ async def test_deleting_a_file_drops_its_dataset(jobs_client: httpx.AsyncClient,
 
     assert (await jobs_client.delete(f"/api/v1/files/{record['id']}")).status_code == 204
     assert await _dataset_tables(resources, record["id"]) == []
+    rows = await jobs_client.get(f"/api/v1/files/{record['id']}/rows")
+    assert rows.status_code == 410 and "deleted" in rows.json()["detail"]
 
 
 async def test_killed_worker_resumes_without_losing_or_duplicating_rows(
