@@ -88,6 +88,8 @@ class Settings:
             raise ValueError("SLUICE_PART_SIZE must be at least 5 MiB (5242880): S3 refuses smaller parts")
         if self.upload_parallel_parts < 1 or self.max_file_size < 1:
             raise ValueError("SLUICE_UPLOAD_PARALLEL_PARTS and SLUICE_MAX_FILE_SIZE must be positive")
+        if self.heartbeat <= 0 or self.shutdown_grace < 0:
+            raise ValueError("SLUICE_HEARTBEAT must be more than 0 seconds and SLUICE_SHUTDOWN_GRACE 0 or more")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import msgspec
+import pytest
 
 from app.events.feeds import JOB_TERMINAL, BatchFeed, ChannelFeed
+from db.settings import Settings
 from workers.contracts import JobEvent
 
 CHANNEL = "test:events:job:1"
@@ -79,3 +81,8 @@ def test_batch_of_only_cancelled_and_completed_jobs_is_cancelled() -> None:
     batch = BatchFeed("b", jobs)
     batch.start([None, None])
     assert (batch.terminal, batch.state) == (True, "cancelled")
+
+
+def test_a_heartbeat_of_zero_is_refused() -> None:
+    with pytest.raises(ValueError, match="SLUICE_HEARTBEAT"):
+        Settings(heartbeat=0)
