@@ -10,6 +10,7 @@ each one that does not is rejected with PostgreSQL's own message.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import re
@@ -71,14 +72,13 @@ class Sink:
             [f"{_q(ROW_COLUMN)} bigint NOT NULL"]
             + [f"{_q(c.name)} {c.pg_type if c.keep else 'text'}" for c in self.columns]
         )
-        async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(self.schema)}")
-            await conn.execute(f"DROP TABLE IF EXISTS {self._staging}")
-            await conn.execute(f"CREATE TABLE {self._staging} ({body})")
-
-    async def drop_staging(self) -> None:
         async with self.pool.acquire() as conn:
-            await conn.execute(f"DROP TABLE IF EXISTS {self._staging}")
+            # Two first jobs may race to create the schema; IF NOT EXISTS does not stop that.
+            with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateSchemaError):
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(self.schema)}")
+            async with conn.transaction():
+                await conn.execute(f"DROP TABLE IF EXISTS {self._staging}")
+                await conn.execute(f"CREATE TABLE {self._staging} ({body})")
 
     async def write(
         self,
