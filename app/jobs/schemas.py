@@ -52,6 +52,8 @@ class JobRecord(msgspec.Struct):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    cancel_requested: bool = False
+    """A cancel was asked for; a running job stops within one window."""
 
     @classmethod
     def of(cls, job: Job) -> JobRecord:
@@ -74,6 +76,7 @@ class JobRecord(msgspec.Struct):
             created_at=job.created_at,
             started_at=job.started_at,
             finished_at=job.finished_at,
+            cancel_requested=job.cancel_requested,
         )
 
 

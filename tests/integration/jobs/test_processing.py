@@ -262,6 +262,7 @@ async def test_cancel_stops_within_a_window_and_drops_the_partial_table(
 
     response = await jobs_client.post(f"/api/v1/jobs/{job['id']}/cancel")
     assert response.status_code == 202, response.text
+    assert response.json()["cancel_requested"] is True
     done = await wait_job(jobs_client, job["id"])
 
     assert done["state"] == "cancelled", done
