@@ -32,6 +32,7 @@ from sqlalchemy import and_, delete, or_, select, update
 from db.models import TERMINAL_JOB_STATES, File, FileKind, FileStatus, Job, JobState
 from db.storage import StorageError
 from workers.contracts import JobEvent, JobOptions, dataset_table, job_channel, process_file_message
+from workers.csv_child import CsvChild
 from workers.middleware import Clients
 from workers.parsers.types import ParseError
 from workers.plan import Malformed, plan_columns
@@ -336,21 +337,20 @@ async def _opened(c: Clients, run: JobRun) -> Any:
             with contextlib.suppress(OSError):
                 os.unlink(path)
         return
-    stream = await asyncio.to_thread(c.store.open, run.storage_key)
+    delimiter = options.delimiter or ("\t" if run.kind == FileKind.tsv else None)
+    child = await asyncio.to_thread(
+        CsvChild,
+        c.settings,
+        run.storage_key,
+        window_rows=options.window_rows,
+        encoding=options.encoding,
+        delimiter=delimiter,
+        header=options.header,
+    )
     try:
-        delimiter = options.delimiter or ("\t" if run.kind == FileKind.tsv else None)
-        yield await asyncio.to_thread(
-            parsers.open_csv,
-            stream,
-            window_rows=options.window_rows,
-            encoding=options.encoding,
-            delimiter=delimiter,
-            header=options.header,
-        )
+        yield child.table, child.windows()
     finally:
-        stream.close()
-        with contextlib.suppress(Exception):
-            stream.release_conn()  # type: ignore[attr-defined]
+        child.close()
 
 
 def _download(c: Clients, key: str) -> str:

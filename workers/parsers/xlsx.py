@@ -16,13 +16,10 @@ from __future__ import annotations
 import csv
 import datetime
 import io
-import os
 import posixpath
 import re
 import resource
 import signal
-import subprocess
-import sys
 import zipfile
 from collections.abc import Iterator
 from itertools import chain, islice
@@ -32,6 +29,7 @@ from xml.etree import ElementTree
 
 import msgspec
 
+from workers.parsers.child import ChildEnded, ChildProcess, child_channel
 from workers.parsers.types import (
     Column,
     ParseError,
@@ -251,42 +249,25 @@ _Message = _Head | _Part | _Fail | _End
 
 
 class _Child:
-    """The parsing child process, seen from the parent: messages in, one at a time.
-
-    A fresh interpreter (not a fork of a worker with open connections and threads, and not
-    multiprocessing's spawn, which re-runs the parent's ``__main__``) that writes framed messages
-    to a pipe of its own; stdout and stderr stay the worker's, for calamine's abort message.
-    """
+    """The parsing child process, seen from the parent: messages in, one at a time."""
 
     def __init__(self, path: str, sheet: str, window_rows: int, header: bool | None, limits: XlsxLimits, size: int):
         self._limits = limits
         self._decoder = msgspec.msgpack.Decoder(_Message)
         job = _Job(path=path, sheet=sheet, window_rows=window_rows, header=header, memory_bytes=limits.memory_bytes, size=size)
-        read, write = os.pipe()
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        code = "import sys; from workers.parsers.xlsx import _child_main; _child_main(int(sys.argv[1]), sys.argv[2])"
-        try:
-            self._process = subprocess.Popen(
-                [sys.executable, "-c", code, str(write), msgspec.json.encode(job).decode()],
-                pass_fds=(write,),
-                stdin=subprocess.DEVNULL,
-                env=env,
-            )
-        finally:
-            os.close(write)
-        self._receiver = Connection(read, writable=False)
+        self._process = ChildProcess("workers.parsers.xlsx:_child_main", msgspec.json.encode(job))
 
     def receive(self) -> _Head | _Part | _End:
-        if not self._receiver.poll(self._limits.timeout_s):
+        try:
+            message = self._decoder.decode(self._process.receive(self._limits.timeout_s))
+        except TimeoutError:
             self.close()
             raise XlsxRefused(
                 f"parsing the sheet took longer than {self._limits.timeout_s:,.0f} s: split it or export it as CSV"
-            )
-        try:
-            message = self._decoder.decode(self._receiver.recv_bytes())
-        except EOFError:
+            ) from None
+        except ChildEnded as ended:
             self.close()
-            raise XlsxRefused(self._death_reason()) from None
+            raise XlsxRefused(self._death_reason(ended.returncode)) from None
         if isinstance(message, _Fail):
             self.close()
             if message.memory:
@@ -304,13 +285,9 @@ class _Child:
             self.close()
 
     def close(self) -> None:
-        if self._process.poll() is None:
-            self._process.kill()
-        self._process.wait(10)
-        self._receiver.close()
+        self._process.close()
 
-    def _death_reason(self) -> str:
-        code = self._process.returncode
+    def _death_reason(self, code: int | None) -> str:
         if code is not None and code < 0:
             # RLIMIT_AS makes calamine's allocation fail, and Rust aborts on that (SIGABRT).
             return self._memory_reason(f" (the parser process was ended by {signal.Signals(-code).name})")
@@ -332,11 +309,11 @@ class _Job(msgspec.Struct, frozen=True):
     size: int
 
 
-def _child_main(fd: int, job_json: str) -> None:
+def _child_main(fd: int) -> None:
     """Entry point of the child: limit memory, then stream the sheet to the parent."""
+    job_json, conn = child_channel(fd)
     job = msgspec.json.decode(job_json, type=_Job)
     resource.setrlimit(resource.RLIMIT_AS, (job.memory_bytes, job.memory_bytes))
-    conn = Connection(fd, readable=False)
     encoder = msgspec.msgpack.Encoder()
     try:
         import python_calamine
