@@ -72,6 +72,14 @@ class Settings:
     """Seconds finished jobs are kept."""
     dataset_schema: str = "datasets"
     """PostgreSQL schema that holds one table per processed file."""
+    xlsx_max_uncompressed: int = 1024 * MiB
+    """Largest total uncompressed size of a workbook's ZIP entries; bigger workbooks are refused unparsed."""
+    xlsx_max_cells: int = 20_000_000
+    """Most cells (rows × columns of the sheet's declared dimension) of a sheet that is parsed."""
+    xlsx_memory: int = 2048 * MiB
+    """Address-space limit (RLIMIT_AS) of the child process that parses a workbook."""
+    xlsx_timeout: float = 300.0
+    """Seconds the worker waits for the XLSX parser's next window (the first comes after the whole sheet is decoded)."""
     worker_heartbeat_timeout: int = 60
     """Seconds without a heartbeat after which a worker counts as dead and its unfinished messages are redelivered."""
     worker_metrics_port: int = 9191

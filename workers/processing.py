@@ -323,8 +323,19 @@ async def _opened(c: Clients, run: JobRun) -> Any:
     if run.kind == FileKind.xlsx:
         path = await asyncio.to_thread(_download, c, run.storage_key)
         try:
+            limits = parsers.XlsxLimits(
+                max_uncompressed=c.settings.xlsx_max_uncompressed,
+                max_cells=c.settings.xlsx_max_cells,
+                memory_bytes=c.settings.xlsx_memory,
+                timeout_s=c.settings.xlsx_timeout,
+            )
             table, windows = await asyncio.to_thread(
-                parsers.open_xlsx, path, window_rows=options.window_rows, sheet=options.sheet, header=options.header
+                parsers.open_xlsx,
+                path,
+                window_rows=options.window_rows,
+                sheet=options.sheet,
+                header=options.header,
+                limits=limits,
             )
             try:
                 yield table, windows

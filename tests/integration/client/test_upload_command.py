@@ -24,6 +24,20 @@ async def _files(client: httpx.AsyncClient) -> dict[str, dict[str, object]]:
     return {item["filename"]: item for item in items if item["status"] == "stored"}
 
 
+async def _started(
+    cli: Cli, resources: Resources, url: str, args: tuple[str, ...], *, chunks: int
+) -> tuple[asyncio.subprocess.Process, str]:
+    """Start ``sluice upload`` and wait until its session has ``chunks`` chunks on the server."""
+    process = await cli.start(url, *args)
+    async with asyncio.timeout(60):
+        while not cli.state_files():
+            await asyncio.sleep(0.05)
+        upload_id = msgspec.json.decode(cli.state_files()[0].read_bytes(), type=Resumable).upload_id
+        while await _chunks(resources, upload_id) < chunks:
+            await asyncio.sleep(0.05)
+    return process, upload_id
+
+
 async def _chunks(resources: Resources, upload_id: str) -> int:
     async with resources.sessionmaker() as db:
         count = await db.scalar(select(func.count()).where(UploadChunk.session_id == uuid.UUID(upload_id)))
@@ -75,13 +89,7 @@ async def test_killed_upload_resumes_sending_only_missing_chunks(
     path.write_bytes(csv_bytes(8 * CHUNK, seed=23))
     args = (str(path), "--threshold", "1MiB", "--chunk-size", "5MiB", "--parallel", "2", "--no-process")
 
-    process = await cli.start(slow_api.url, *args)
-    async with asyncio.timeout(60):
-        while not cli.state_files():
-            await asyncio.sleep(0.05)
-        upload_id = msgspec.json.decode(cli.state_files()[0].read_bytes(), type=Resumable).upload_id
-        while await _chunks(resources, upload_id) < 2:
-            await asyncio.sleep(0.05)
+    process, upload_id = await _started(cli, resources, slow_api.url, args, chunks=2)
     process.send_signal(signal.SIGKILL)
     await process.wait()
     received = await _settled_chunks(resources, upload_id)
@@ -105,13 +113,7 @@ async def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(
     path.write_bytes(csv_bytes(4 * CHUNK, seed=24))
     args = (str(path), "--threshold", "1MiB", "--chunk-size", "5MiB", "--parallel", "1", "--no-process")
 
-    process = await cli.start(slow_api.url, *args)
-    async with asyncio.timeout(60):
-        while not cli.state_files():
-            await asyncio.sleep(0.05)
-        upload_id = msgspec.json.decode(cli.state_files()[0].read_bytes(), type=Resumable).upload_id
-        while await _chunks(resources, upload_id) < 1:
-            await asyncio.sleep(0.05)
+    process, upload_id = await _started(cli, resources, slow_api.url, args, chunks=1)
     process.send_signal(signal.SIGINT)
     out = (await asyncio.wait_for(process.communicate(), 30))[0].decode()
     assert process.returncode == 130, out

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from app.resources import Resources
+from tests.integration.uploads.support import read_object
 from tests.support.servers import ApiServer, FaultProxy, free_port
 
 MiB = 1024 * 1024
@@ -39,15 +40,6 @@ def xlsx_bytes() -> bytes:
         archive.writestr("xl/workbook.xml", "<workbook/>")
         archive.writestr("xl/worksheets/sheet1.xml", "<worksheet/>")
     return buffer.getvalue()
-
-
-def read_object(resources: Resources, key: str) -> bytes:
-    stream = resources.store.open(key)
-    try:
-        return stream.read()
-    finally:
-        stream.close()
-        stream.release_conn()  # type: ignore[attr-defined]
 
 
 def incomplete_uploads(resources: Resources, owner_prefix: str = "files/") -> list[str]:

@@ -170,6 +170,16 @@ async def test_xlsx_zip_bomb_is_refused_with_a_reason(jobs_client: httpx.AsyncCl
     assert "zip bomb" in job["error"] and "sheet1.xml" in job["error"], job["error"]
 
 
+async def test_xlsx_limits_come_from_the_settings(make_stack: object, key: str) -> None:
+    stack: Stack = make_stack(xlsx_max_cells=4)  # type: ignore[operator]
+    body = xlsx_bytes([["vendor", "amount"], ["Acme", 12.5], ["Globex", 7]])
+    async with httpx.AsyncClient(base_url=stack.api.url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
+        record = await upload(http, "vendors.xlsx", body)
+        job = await wait_job(http, record["job_id"])
+    assert job["state"] == "failed", job
+    assert "3 rows × 2 columns = 6 cells (limit 4)" in job["error"], job["error"]
+
+
 async def test_mapping_selects_renames_and_casts(jobs_client: httpx.AsyncClient) -> None:
     record = await upload(jobs_client, "mapped.csv", TYPED_CSV.encode(), process=False)
     mapping = {"select": ["id", "amount", "name"], "rename": {"amount": "price"}, "cast": {"price": "double precision", "id": "text"}}
