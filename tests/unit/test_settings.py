@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
 from db.settings import Settings
@@ -26,3 +29,13 @@ def test_defaults_match_the_documented_contract() -> None:
 def test_parts_smaller_than_s3_allows_are_refused() -> None:
     with pytest.raises(ValueError, match="5 MiB"):
         Settings(part_size=1024)
+
+
+def test_every_setting_is_in_compose_and_the_readme() -> None:
+    """compose.yaml passes every setting to the services and the README documents each one."""
+    root = Path(__file__).resolve().parents[2]
+    compose = (root / "compose.yaml").read_text()
+    readme = (root / "README.md").read_text()
+    names = [f"SLUICE_{f.name.upper()}" for f in dataclasses.fields(Settings)]
+    assert [n for n in names if f"  {n}:" not in compose] == []
+    assert [n for n in names if f"`{n}`" not in readme and f"{n}`" not in readme] == []
