@@ -31,7 +31,9 @@ class Resources:
             engine=engine,
             sessionmaker=make_sessionmaker(engine),
             store=MinioStore.from_settings(settings),
-            redis=Redis.from_url(settings.redis_url),
+            # Only short commands go through this client (publish, counters): a Redis that hangs
+            # must fail a request, not hold it forever.
+            redis=Redis.from_url(settings.redis_url, socket_timeout=5.0, socket_connect_timeout=2.0),
             broker=make_broker(settings),
         )
 
