@@ -363,7 +363,7 @@ async def test_an_end_only_the_database_knows_ends_idle_streams(
                     update(Job).where(Job.id == failed.id).values(state=JobState.failed, error="worker lost")
                 )
                 await session.commit()
-            rest = await stream.rest(timeout=5)
+            rest = await stream.rest(timeout=15)
         assert [(e.event, e.id, data(e)["error"]) for e in rest] == [("failed", "2", "worker lost")]
 
         async with events(http, f"/api/v1/jobs/{deleted.id}/events") as stream:
@@ -371,4 +371,4 @@ async def test_an_end_only_the_database_knows_ends_idle_streams(
             async with resources.sessionmaker() as session:
                 await session.execute(delete(Job).where(Job.id == deleted.id))
                 await session.commit()
-            assert await stream.rest(timeout=5) == []
+            assert await stream.rest(timeout=15) == []
