@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import uuid
 import zipfile
@@ -11,6 +12,7 @@ from datetime import date
 import asyncpg
 import httpx
 import msgspec
+import psutil
 import pytest
 import xlsxwriter
 
@@ -331,6 +333,35 @@ async def test_killed_worker_resumes_without_losing_or_duplicating_rows(
     finally:
         await conn.close()
     assert (count, distinct, low, high) == (rows, rows, 1, rows)
+
+
+async def test_a_killed_parser_process_fails_its_job_not_the_worker(make_stack: object, key: str) -> None:
+    stack: Stack = make_stack()  # type: ignore[operator]
+    assert stack.worker is not None
+    async with httpx.AsyncClient(base_url=stack.api.url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
+        record = await upload(http, "long.csv", numbered_csv(200_000), process=False)
+        job = await process(http, record["id"], window_rows=200, max_concurrency=1)
+        await wait_job(http, job["id"], states={"processing"})
+        # The parser runs in a child of the worker, in a session of its own.
+        async with asyncio.timeout(30):
+            while not (parsers := _parser_children(stack.worker.process.pid)):
+                await asyncio.sleep(0.05)
+        parsers[0].kill()
+        done = await wait_job(http, job["id"])
+        assert done["state"] == "failed", done
+        assert "parser process ended unexpectedly" in done["error"], done["error"]
+
+        after = await upload(http, "after.csv", TYPED_CSV.encode())
+        assert (await wait_job(http, after["job_id"]))["state"] == "completed"
+
+
+def _parser_children(pid: int) -> list[psutil.Process]:
+    found = []
+    for child in psutil.Process(pid).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if "workers.csv_child" in " ".join(child.cmdline()):
+                found.append(child)
+    return found
 
 
 async def test_transient_store_failure_is_retried(make_stack: object, key: str, resources: Resources) -> None:
