@@ -1,9 +1,19 @@
-"""Bearer API keys: creation (shown once, stored as a hash) and the authentication middleware."""
+"""Bearer API keys: creation (shown once, stored as a hash) and the authentication middleware.
+
+A browser's EventSource cannot send an Authorization header, so an event stream also accepts a
+``token`` query parameter: a link minted with the key, valid for that one stream path until it
+expires, signed with the key's stored hash (no server secret to share between API processes, and
+revoking the key revokes its links).
+"""
 
 from __future__ import annotations
 
+import base64
 import hashlib
+import hmac
+import re
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -11,13 +21,16 @@ from datetime import UTC, datetime, timedelta
 from litestar.connection import ASGIConnection
 from litestar.exceptions import NotAuthorizedException
 from litestar.middleware import AbstractAuthenticationMiddleware, AuthenticationResult
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import ApiKey
 
 KEY_PREFIX = "slk_"
 _TOUCH_EVERY = timedelta(minutes=1)
+_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+STREAM_PATH = re.compile(rf"^/api/v1/(jobs|batches|uploads)/({_UUID})/events$")
+"""The paths a stream link may open: the event streams, nothing else."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,21 +64,51 @@ async def create_api_key(
     return key, secret
 
 
+def stream_token(key_id: uuid.UUID, key_hash: str, path: str, expires: int) -> str:
+    """A link token for ``path`` (an event stream) until ``expires`` (Unix seconds)."""
+    return f"{key_id.hex}.{expires}.{_signature(key_hash, path, expires)}"
+
+
+def _signature(key_hash: str, path: str, expires: int) -> str:
+    digest = hmac.new(key_hash.encode(), f"{path}\n{expires}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         header = connection.headers.get("authorization", "")
-        scheme, _, secret = header.partition(" ")
-        if scheme.lower() != "bearer" or not secret.strip():
-            raise NotAuthorizedException("send your API key as 'Authorization: Bearer <key>'")
-        sessionmaker = connection.app.state.resources.sessionmaker
-        async with sessionmaker() as session:
-            key = await session.scalar(
-                select(ApiKey).where(ApiKey.key_hash == hash_key(secret.strip()), ApiKey.revoked_at.is_(None))
-            )
-            if key is None:
-                raise NotAuthorizedException("the API key is not valid")
-            now = datetime.now(UTC)
-            if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
-                await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-                await session.commit()
+        token = connection.query_params.get("token")
+        if not header and token and connection.scope["method"] == "GET" and STREAM_PATH.match(connection.url.path):
+            key = await self._from_link(connection, token)
+        else:
+            scheme, _, secret = header.partition(" ")
+            if scheme.lower() != "bearer" or not secret.strip():
+                raise NotAuthorizedException("send your API key as 'Authorization: Bearer <key>'")
+            key = await _key(connection, ApiKey.key_hash == hash_key(secret.strip()))
         return AuthenticationResult(user=Principal(key.owner_id, key.id, key.is_admin), auth=key.id)
+
+    async def _from_link(self, connection: ASGIConnection, token: str) -> ApiKey:
+        parts = token.split(".")
+        try:
+            key_id, expires, signature = uuid.UUID(hex=parts[0]), int(parts[1]), parts[2]
+        except (ValueError, IndexError):
+            raise NotAuthorizedException("the stream link's token is malformed; ask for a new link") from None
+        if expires < time.time():
+            raise NotAuthorizedException("the stream link has expired; ask for a new link")
+        key = await _key(connection, ApiKey.id == key_id)
+        if not hmac.compare_digest(signature, _signature(key.key_hash, connection.url.path, expires)):
+            raise NotAuthorizedException("the stream link's token is not valid for this stream")
+        return key
+
+
+async def _key(connection: ASGIConnection, match: ColumnElement[bool]) -> ApiKey:
+    """The live key that ``match`` finds (its last use noted, at most once a minute), else 401."""
+    async with connection.app.state.resources.sessionmaker() as session:
+        key = await session.scalar(select(ApiKey).where(match, ApiKey.revoked_at.is_(None)))
+        if key is None:
+            raise NotAuthorizedException("the API key is not valid")
+        now = datetime.now(UTC)
+        if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
+            await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
+            await session.commit()
+    return key

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from litestar import Controller, Response, get
+from litestar import Controller, Response, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
@@ -15,6 +15,7 @@ from litestar.response import ServerSentEvent, ServerSentEventMessage
 
 from app.auth import Principal
 from app.events.fanout import EventChannels
+from app.events.schemas import StreamLink, StreamLinkIn
 from app.events.service import EventService
 from db.settings import Settings
 
@@ -44,6 +45,15 @@ class EventController(Controller):
     path = "/api/v1"
     tags = ["events"]
     dependencies = {"events": Provide(provide_event_service, sync_to_thread=False)}
+
+    @post(
+        "/events/links",
+        operation_id="createStreamLink",
+        status_code=201,
+        summary="A URL that opens one event stream without an Authorization header (for EventSource)",
+    )
+    async def create_link(self, events: EventService, principal: Principal, data: StreamLinkIn) -> StreamLink:
+        return await events.link(principal, data.path, data.ttl_s)
 
     @get("/jobs/{job_id:uuid}/events", operation_id="jobEvents", **STREAM)
     async def job_events(

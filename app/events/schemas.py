@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Annotated, Any
 
 import msgspec
 
@@ -33,3 +34,16 @@ class BatchEvent(msgspec.Struct, kw_only=True):
     jobs: list[dict[str, Any]] = []
     """Every job's state; only in the snapshot."""
     seq: int = 0
+
+
+class StreamLinkIn(msgspec.Struct, forbid_unknown_fields=True):
+    path: str
+    """An event stream: ``/api/v1/jobs/{id}/events``, ``/api/v1/batches/{id}/events`` or ``/api/v1/uploads/{id}/events``."""
+    ttl_s: Annotated[int, msgspec.Meta(ge=60, le=7 * 24 * 3600)] = 3600
+
+
+class StreamLink(msgspec.Struct):
+    """A URL that opens one event stream without an Authorization header (for a browser's EventSource)."""
+
+    url: str
+    expires_at: datetime

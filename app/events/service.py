@@ -7,20 +7,23 @@ both in the snapshot and delivered live, and the live copy is dropped as not new
 from __future__ import annotations
 
 import functools
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import anyio
 from litestar.response import ServerSentEventMessage
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth import Principal
+from app.auth import STREAM_PATH, Principal, stream_token
 from app.errors import NotFound, Unprocessable
 from app.events.fanout import EventChannels
 from app.events.feeds import JOB_TERMINAL, UPLOAD_TERMINAL, BatchFeed, ChannelFeed, Feed, Frame
-from db.models import Job, SessionState, UploadChunk, UploadSession
+from app.events.schemas import StreamLink
+from db.models import ApiKey, Job, SessionState, UploadChunk, UploadSession
 from db.settings import Settings
 from workers.contracts import JobEvent, UploadEvent, job_channel, upload_channel
 
@@ -96,6 +99,25 @@ class EventService:
     async def upload_stream(self, owner: Principal, upload_id: uuid.UUID, last_event_id: str | None) -> Stream | None:
         """Events of one chunked upload session; ``None`` when the client has seen the end."""
         return await self._open(functools.partial(self._upload_feed, owner, upload_id), last_event_id)
+
+    async def link(self, owner: Principal, path: str, ttl_s: int) -> StreamLink:
+        """A URL that opens the event stream at ``path`` without a header, for ``ttl_s`` seconds."""
+        found = STREAM_PATH.match(path)
+        if found is None:
+            raise Unprocessable(
+                "path must be an event stream, /api/v1/jobs/{id}/events, /api/v1/batches/{id}/events or"
+                f" /api/v1/uploads/{{id}}/events with a lower-case id, not {path!r}"
+            )
+        loaders = {"jobs": self._job_feed, "batches": self._batch_feed, "uploads": self._upload_feed}
+        # A link to a stream this key cannot open is refused now, not when a browser follows it.
+        await loaders[found.group(1)](owner, uuid.UUID(found.group(2)))
+        async with self.sessionmaker() as session:
+            key_hash = await session.scalar(select(ApiKey.key_hash).where(ApiKey.id == owner.key_id))
+        if key_hash is None:
+            raise NotFound("the API key of this request is gone")
+        expires = int(time.time()) + ttl_s
+        token = stream_token(owner.key_id, key_hash, path, expires)
+        return StreamLink(url=f"{path}?token={token}", expires_at=datetime.fromtimestamp(expires, UTC))
 
     async def _job_feed(self, owner: Principal, job_id: uuid.UUID) -> Feed:
         async with self.sessionmaker() as session:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AsyncExitStack
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
+from app.auth import hash_key, stream_token
 from app.events.fanout import REDIS_CONNECTIONS
 from app.resources import Resources
 from sqlalchemy import delete, update
@@ -372,3 +374,41 @@ async def test_an_end_only_the_database_knows_ends_idle_streams(
                 await session.execute(delete(Job).where(Job.id == deleted.id))
                 await session.commit()
             assert await stream.rest(timeout=15) == []
+
+
+async def test_a_stream_link_opens_one_stream_without_a_header(
+    client: httpx.AsyncClient, other_client: httpx.AsyncClient, api: ApiServer, key: str, resources: Resources
+) -> None:
+    """What a browser's EventSource needs: the key cannot go in a header, so a link carries a token."""
+    owner = await owner_of(resources, key)
+    job, other = await insert_job(resources, owner), await insert_job(resources, owner)
+    await publish_job(resources, job, "completed", "completed", rows_ok=3)
+    path = f"/api/v1/jobs/{job.id}/events"
+    response = await client.post("/api/v1/events/links", json={"path": path, "ttl_s": 600})
+    assert response.status_code == 201, response.text
+    link = response.json()
+    assert link["url"].startswith(f"{path}?token=")
+
+    async with httpx.AsyncClient(base_url=api.url, timeout=10) as browser:
+        async with events(browser, link["url"]) as stream:
+            assert [e.event for e in await stream.rest()] == ["snapshot", "completed"]
+        token = link["url"].split("token=")[1]
+        refused = [
+            f"/api/v1/jobs/{other.id}/events?token={token}",  # another stream
+            f"/api/v1/jobs/{job.id}?token={token}",  # not a stream
+            f"{path}?token={token[:-2]}xx",  # tampered
+            f"{path}?token={token.split('.')[0]}.{int(token.split('.')[1]) + 60}.{token.split('.')[2]}",  # extended
+            f"{path}?token=nonsense",
+            f"{path}?token={stream_token(uuid.UUID(hex=token.split('.')[0]), hash_key(key), path, int(time.time()) - 1)}",
+        ]
+        for url in refused:
+            answer = await browser.get(url)
+            assert answer.status_code == 401, (url, answer.text)
+            assert answer.json()["detail"]
+        assert "expired" in answer.json()["detail"]
+
+    expired = await client.post("/api/v1/events/links", json={"path": path, "ttl_s": 1})
+    assert expired.status_code == 400 and "ttl_s" in expired.text
+    assert (await client.post("/api/v1/events/links", json={"path": f"/api/v1/jobs/{job.id}"})).status_code == 422
+    # A link to a stream the key cannot open is refused when asked for, like the stream itself.
+    assert (await other_client.post("/api/v1/events/links", json={"path": path})).status_code == 404
