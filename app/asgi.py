@@ -13,6 +13,7 @@ from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp
 
 from app.auth import BearerAuthMiddleware
+from app.admin.controller import AdminController
 from app.datasets.controller import DatasetController
 from app.deps import provide_db_session, provide_principal, provide_settings, provide_store
 from app.errors import EXCEPTION_HANDLERS
@@ -54,7 +55,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
 
     prometheus = PrometheusConfig(app_name="sluice", prefix="sluice", group_path=True, exclude=PUBLIC_PATHS)
     return Litestar(
-        route_handlers=[OpsController, MetricsController, FileController, upload_batch, UploadController, JobController, DatasetController, EventController],
+        route_handlers=[OpsController, MetricsController, FileController, upload_batch, UploadController, JobController, DatasetController, EventController, AdminController],
         plugins=[EventChannels.from_settings(settings)],
         lifespan=[lifespan],
         middleware=[

@@ -117,5 +117,12 @@ async def other_client(api: ApiServer, other_key: str) -> AsyncIterator[httpx.As
 
 
 @pytest.fixture
+async def admin_client(api: ApiServer, resources: Resources) -> AsyncIterator[httpx.AsyncClient]:
+    secret = await _new_key(resources, "admin", admin=True)
+    async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {secret}"}, timeout=120) as http:
+        yield http
+
+
+@pytest.fixture
 def redis(resources: Resources) -> Redis:
     return resources.redis

@@ -12,7 +12,7 @@ import msgspec
 from anyio import to_thread
 from dramatiq import Broker
 from redis.asyncio import Redis
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
@@ -152,9 +152,14 @@ class JobService:
 
     async def cancel(self, owner: Principal, job_id: uuid.UUID) -> Job:
         """A pending job is cancelled at once; a running one is asked to stop (within one window)."""
-        job = await self.session.scalar(
-            select(Job).where(Job.id == job_id, Job.owner_id == owner.owner_id).with_for_update()
-        )
+        return await self._cancel(select(Job).where(Job.id == job_id, Job.owner_id == owner.owner_id), job_id)
+
+    async def cancel_any(self, job_id: uuid.UUID) -> Job:
+        """``cancel`` for an admin: the job of any owner."""
+        return await self._cancel(select(Job).where(Job.id == job_id), job_id)
+
+    async def _cancel(self, query: Select[tuple[Job]], job_id: uuid.UUID) -> Job:
+        job = await self.session.scalar(query.with_for_update())
         if job is None:
             raise NotFound(f"no job {job_id}")
         if job.state in TERMINAL_JOB_STATES:

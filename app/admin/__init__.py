@@ -1,0 +1,1 @@
+"""Routes for admin keys: what the whole service holds, live upload sessions, cancelling any job."""

@@ -1,0 +1,58 @@
+"""HTTP routes for admin keys (``sluice keys create NAME --admin``); any other key gets 403."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from litestar import Controller, get, post
+from litestar.connection import ASGIConnection
+from litestar.di import Provide
+from litestar.exceptions import PermissionDeniedException
+from litestar.handlers import BaseRouteHandler
+from litestar.params import Parameter
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.admin.schemas import ActiveUploadPage, Stats
+from app.admin.service import AdminService
+from app.jobs.controller import provide_job_service
+from app.jobs.schemas import JobRecord
+from app.jobs.service import JobService
+from db.storage import ObjectStore
+
+
+def admin_only(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+    if not connection.user.is_admin:
+        raise PermissionDeniedException("this route needs an admin key: sluice keys create NAME --admin")
+
+
+def provide_admin_service(db_session: AsyncSession, store: ObjectStore) -> AdminService:
+    return AdminService(db_session, store)
+
+
+class AdminController(Controller):
+    path = "/api/v1/admin"
+    tags = ["admin"]
+    guards = [admin_only]
+    dependencies = {
+        "admin": Provide(provide_admin_service, sync_to_thread=False),
+        "jobs": Provide(provide_job_service, sync_to_thread=False),
+    }
+
+    @get("/stats", operation_id="adminStats", summary="Files, jobs, sessions and storage of every owner")
+    async def stats(self, admin: AdminService) -> Stats:
+        return await admin.stats()
+
+    @get("/uploads", operation_id="adminActiveUploads", summary="Chunked sessions still receiving, of every owner")
+    async def uploads(
+        self,
+        admin: AdminService,
+        offset: Annotated[int, Parameter(ge=0)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+    ) -> ActiveUploadPage:
+        items, total = await admin.active_uploads(offset=offset, limit=limit)
+        return ActiveUploadPage(items=items, total=total, offset=offset, limit=limit)
+
+    @post("/jobs/{job_id:uuid}/cancel", operation_id="adminCancelJob", status_code=202, summary="Cancel any owner's job")
+    async def cancel(self, jobs: JobService, job_id: uuid.UUID) -> JobRecord:
+        return JobRecord.of(await jobs.cancel_any(job_id))
