@@ -6,14 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar
+from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
 from litestar.types import ASGIApp
 
-from app.auth import BearerAuthMiddleware
 from app.admin.controller import AdminController
+from app.auth import BearerAuthMiddleware
 from app.datasets.controller import DatasetController
 from app.deps import provide_db_session, provide_principal, provide_settings, provide_store
 from app.errors import EXCEPTION_HANDLERS
@@ -70,7 +71,20 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         openapi_config=OpenAPIConfig(title="Sluice", version="1.0.0", path="/schema"),
+        cors_config=_cors(settings),
         on_startup=[lambda: configure_logging(settings.log_level)] if resources is None else [],
+    )
+
+
+def _cors(settings: Settings) -> CORSConfig | None:
+    if not settings.cors_origins:
+        return None
+    # Keys travel in a header, never in cookies: no credentials mode, so "*" exposes nothing.
+    return CORSConfig(
+        allow_origins=list(settings.cors_origins),
+        allow_methods=["GET", "POST", "PUT", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Content-SHA256", "X-Chunk-SHA256"],
+        max_age=600,
     )
 
 

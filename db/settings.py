@@ -89,6 +89,8 @@ class Settings:
     shutdown_grace: float = 30.0
     """Seconds ``sluice serve`` lets open requests finish on shutdown before cancelling them: event streams
     never end by themselves, and their clients reconnect (with Last-Event-ID) to another process."""
+    cors_origins: tuple[str, ...] = ()
+    """Web origins (``https://app.example.com``, or ``*``) whose pages may call the API from a browser; none by default."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
