@@ -296,3 +296,61 @@ def test_every_record_is_accounted_for_and_progress_is_monotonic() -> None:
 def test_invalid_delimiter_override() -> None:
     with pytest.raises(ParseError, match="delimiter"):
         parse(b"a\n", delimiter='"')
+
+
+def _mixed_file(rows: int) -> bytes:
+    """Plain lines, quoted delimiters and quotes, empty quoted fields, CRLF stretches, blank lines,
+    ragged rows, line ends inside quotes, NUL bytes and stray quotes: every path of the parser."""
+    lines = ["id,name,note"]
+    for i in range(rows):
+        kind = i % 23
+        end = "\r\n" if 40 <= i % 60 < 50 else "\n"
+        if kind == 3:
+            line = f'{i},"Widget {i}, ""blue""",x'
+        elif kind == 5:
+            line = f'{i},"",'
+        elif kind == 7 and i % 2:
+            line = ""
+        elif kind == 11:
+            line = f"{i},too,many,fields"
+        elif kind == 13:
+            line = f'{i},"two{end}lines",y'
+        elif kind == 17 and i % 3 == 0:
+            line = f"{i},nul\x00here,z"
+        elif kind == 19:
+            line = f'{i},ab"c,d'
+        else:
+            line = f"{i},name {i},note {i} "
+        lines.append(line + end)
+    return (lines[0] + "\n" + "".join(lines[1:])).encode()
+
+
+@pytest.mark.parametrize("window_rows", [1, 2, 3, 7, 50])
+def test_fast_windows_equal_record_by_record_ones(window_rows: int) -> None:
+    data = _mixed_file(600)
+    _, whole = parse(data, window_rows=10**6)  # one window: record by record throughout
+    _, cut = parse(data, window_rows=window_rows)
+    assert records(cut) == records(whole)
+    assert [(r.row_number, r.reason, r.raw) for w in cut for r in w.rejects] == [
+        (r.row_number, r.reason, r.raw) for r in whole[0].rejects
+    ]
+    assert sum(w.rows_read for w in cut) == whole[0].rows_read
+    assert [w.first_row for w in cut] == sorted(w.first_row for w in cut)
+
+
+def test_plain_windows_skip_the_record_by_record_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.parsers import text
+
+    calls: list[int] = []
+    read = text._Parser._read
+
+    def counting(self: object) -> object:
+        calls.append(1)
+        return read(self)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(text._Parser, "_read", counting)
+    data = b"a,b\n" + b"".join(f'{i},"v, {i}"\r\n'.encode() for i in range(100))
+    _, windows = parse(data, window_rows=10)
+    assert len(windows) == 10 and records(windows)[-1] == ["101", "99", "v, 99"]
+    # Window 0 (the type sample) and the call that finds the end of the file go record by record.
+    assert len(calls) == 2
