@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import urllib3
 from minio import Minio
@@ -50,7 +50,9 @@ class ObjectStore(Protocol):
     bucket: str
 
     def create(self, key: str, content_type: str) -> str: ...
-    def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo: ...
+    def put_part(self, key: str, upload_id: str, number: int, data: bytes, sha256: str | None = None) -> PartInfo:
+        """``sha256``: the hex SHA-256 of ``data`` when the caller has it, so it is not computed again."""
+        ...
     def complete(self, key: str, upload_id: str, parts: list[PartInfo]) -> None: ...
     def abort(self, key: str, upload_id: str) -> None: ...
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
@@ -60,6 +62,29 @@ class ObjectStore(Protocol):
     def list_incomplete(self, prefix: str = "") -> Iterator[IncompleteUpload]: ...
     def ensure_bucket(self) -> None: ...
     def ping(self) -> None: ...
+
+
+_PAYLOAD_SHA256 = "x-sluice-payload-sha256"
+
+
+class _Client(Minio):
+    """The SDK, told a payload's SHA-256 that the caller already computed.
+
+    Over plain HTTP the SDK hashes every request body to sign it; a chunk's checksum is that same
+    hash, so hashing again would cost a second pass over every byte of a chunked upload.
+    """
+
+    def _build_headers(
+        self, host: str, headers: dict[str, Any] | None = None, body: bytes | None = None, creds: Any = None
+    ) -> tuple[dict[str, Any], datetime]:
+        known = headers.pop(_PAYLOAD_SHA256, None) if headers else None
+        if known is None or not body or not creds or self._base_url.is_https:
+            return super()._build_headers(host, headers, body, creds)  # type: ignore[no-any-return]
+        # Signed as if empty (hashing nothing), then given the body's length and hash.
+        built, date = super()._build_headers(host, headers, b"", creds)
+        built["Content-Length"] = str(len(body))
+        built["x-amz-content-sha256"] = known
+        return built, date
 
 
 class MinioStore:
@@ -76,7 +101,7 @@ class MinioStore:
             maxsize=max_pool,
             retries=urllib3.Retry(total=3, backoff_factor=0.2, status_forcelist=(500, 502, 503, 504)),
         )
-        client = Minio(
+        client = _Client(
             settings.s3_endpoint,
             access_key=settings.s3_access_key,
             secret_key=settings.s3_secret_key,
@@ -90,9 +115,10 @@ class MinioStore:
         with _translated():
             return self._client._create_multipart_upload(self.bucket, key, {"Content-Type": content_type})
 
-    def put_part(self, key: str, upload_id: str, number: int, data: bytes) -> PartInfo:
+    def put_part(self, key: str, upload_id: str, number: int, data: bytes, sha256: str | None = None) -> PartInfo:
+        headers = {_PAYLOAD_SHA256: sha256} if sha256 else None
         with _translated():
-            etag = self._client._upload_part(self.bucket, key, data, None, upload_id, number)
+            etag = self._client._upload_part(self.bucket, key, data, headers, upload_id, number)
         return PartInfo(number, etag)
 
     def complete(self, key: str, upload_id: str, parts: list[PartInfo]) -> None:

@@ -248,7 +248,7 @@ class UploadService:
                 )
         try:
             part = await to_thread.run_sync(
-                self.store.put_part, upload.storage_key, upload.s3_upload_id, index + 1, data
+                self.store.put_part, upload.storage_key, upload.s3_upload_id, index + 1, data, digest
             )
         except StorageError:
             # An abort or expiry that won the race removed the multipart upload: say so, not 503.
