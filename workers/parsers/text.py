@@ -321,19 +321,19 @@ class _Parser:
             return None
         if max(map(len, block)) > self._suspect:
             return None
-        data = "".join(map("{},{}".format, range(self._row + 1, self._row + 1 + len(block)), block))
-        if returns:
-            data = data.replace("\r\n", "\n")
-        if '"' in data:
-            if not _COPY_SAFE.fullmatch(data):
-                return None
-            text = _QUOTED.sub("", text)
-        lines = text.split("\n")
+        # Field counts first (cheap, and where ragged windows fail); the count of a stripped line is
+        # the field count once the text proves COPY-safe below, and every check must pass anyway.
+        lines = (_QUOTED.sub("", text) if '"' in text else text).split("\n")
         # A line end inside quotes would show as fewer lines; the last line must end the block.
         if len(lines) != len(block) + 1 or lines[-1]:
             return None
         lines.pop()
         if set(map(str.count, lines, repeat(self._delimiter))) != {self.width - 1}:
+            return None
+        data = "".join(map("{},{}".format, range(self._row + 1, self._row + 1 + len(block)), block))
+        if returns:
+            data = data.replace("\r\n", "\n")
+        if '"' in data and not _COPY_SAFE.fullmatch(data):
             return None
         return data
 
