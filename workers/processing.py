@@ -30,6 +30,7 @@ from dramatiq.errors import Retry
 from sqlalchemy import and_, delete, or_, select, update
 
 from db.models import TERMINAL_JOB_STATES, File, FileKind, FileStatus, Job, JobState
+from db.sql import qualified
 from db.storage import StorageError
 from workers.contracts import JobEvent, JobOptions, dataset_table, job_channel, process_file_message
 from workers.csv_child import CsvChild
@@ -385,7 +386,7 @@ async def _finish(c: Clients, run: JobRun, state: JobState, reason: str | None) 
     """End the job in ``state`` (not completed): drop its partial table, record why, tell watchers."""
     async with c.pool.acquire() as conn, conn.transaction():
         await conn.execute("SET LOCAL synchronous_commit TO on")
-        await conn.execute(f'DROP TABLE IF EXISTS "{c.settings.dataset_schema}"."{run.staging}"')
+        await conn.execute(f"DROP TABLE IF EXISTS {qualified(c.settings.dataset_schema, run.staging)}")
         totals = await conn.fetchrow(
             "UPDATE jobs SET state = $2, error = $3, finished_at = now(), updated_at = now(), eta_s = NULL"
             " WHERE id = $1 AND state IN ('pending', 'processing') RETURNING rows_ok, rows_rejected, bytes_read",

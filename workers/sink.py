@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from db.sql import qualified, quote_ident
 from workers.parsers.types import ROW_COLUMN, Reject
 
 _LINE = re.compile(r"\bline (\d+)\b")
@@ -69,13 +70,13 @@ class Sink:
     async def create(self) -> None:
         """(Re)create the empty staging table; the final table, if any, is left as it is."""
         body = ", ".join(
-            [f"{_q(ROW_COLUMN)} bigint NOT NULL"]
-            + [f"{_q(c.name)} {c.pg_type if c.keep else 'text'}" for c in self.columns]
+            [f"{quote_ident(ROW_COLUMN)} bigint NOT NULL"]
+            + [f"{quote_ident(c.name)} {c.pg_type if c.keep else 'text'}" for c in self.columns]
         )
         async with self.pool.acquire() as conn:
             # Two first jobs may race to create the schema; IF NOT EXISTS does not stop that.
             with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateSchemaError):
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_q(self.schema)}")
+                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
             async with conn.transaction():
                 await conn.execute(f"DROP TABLE IF EXISTS {self._staging}")
                 await conn.execute(f"CREATE TABLE {self._staging} ({body})")
@@ -129,12 +130,12 @@ class Sink:
             )
             dropped = [c.name for c in self.columns if not c.keep]
             if dropped:
-                drops = ", ".join(f"DROP COLUMN {_q(name)}" for name in dropped)
+                drops = ", ".join(f"DROP COLUMN {quote_ident(name)}" for name in dropped)
                 await conn.execute(f"ALTER TABLE {self._staging} {drops}")
             # Rows arrive out of order from concurrent windows; the index serves reads in file order.
-            await conn.execute(f"CREATE INDEX {_q(self.staging + '_row')} ON {self._staging} ({_q(ROW_COLUMN)})")
+            await conn.execute(f"CREATE INDEX {quote_ident(self.staging + '_row')} ON {self._staging} ({quote_ident(ROW_COLUMN)})")
             await conn.execute(f"DROP TABLE IF EXISTS {self._final}")
-            await conn.execute(f"ALTER TABLE {self._staging} RENAME TO {_q(self.table)}")
+            await conn.execute(f"ALTER TABLE {self._staging} RENAME TO {quote_ident(self.table)}")
             await conn.execute(
                 "UPDATE jobs SET state = 'completed', rows_ok = $2, rows_rejected = $3, bytes_read = $4,"
                 " progress = 100, eta_s = 0, error = NULL, dataset_table = $5, finished_at = now(),"
@@ -149,11 +150,11 @@ class Sink:
 
     @property
     def _staging(self) -> str:
-        return f"{_q(self.schema)}.{_q(self.staging)}"
+        return qualified(self.schema, self.staging)
 
     @property
     def _final(self) -> str:
-        return f"{_q(self.schema)}.{_q(self.table)}"
+        return qualified(self.schema, self.table)
 
     async def _copy(self, conn: asyncpg.Connection, data: bytes) -> None:
         await conn.copy_to_table(
@@ -247,10 +248,6 @@ class Sink:
     async def _copy_savepoint(self, conn: asyncpg.Connection, records: list[tuple[int, bytes]]) -> None:
         async with conn.transaction():
             await self._copy(conn, b"".join(r for _, r in records))
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _split(data: bytes) -> list[tuple[int, bytes]]:

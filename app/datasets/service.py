@@ -12,9 +12,12 @@ from app.errors import Conflict, Gone, NotFound
 from app.datasets.schemas import Column, RowsPage
 from db.models import File, FileStatus, Job, JobState
 from db.settings import Settings
+from db.sql import qualified, quote_ident
 from workers.contracts import dataset_table
 
 ROW_COLUMN = "_row"
+ROWS_STATEMENT_TIMEOUT_MS = 10_000
+"""A page of rows is read by the row index; a statement that takes longer than this is cut off."""
 
 
 class DatasetService:
@@ -27,14 +30,19 @@ class DatasetService:
         if file is None:
             raise NotFound(f"no file {file_id}")
         table = dataset_table(file.id)
-        qualified = f'"{self.settings.dataset_schema}"."{table}"'
+        relation = qualified(self.settings.dataset_schema, table)
         completed = await self.session.scalar(
             select(Job)
             .where(Job.file_id == file.id, Job.state == JobState.completed)
             .order_by(Job.finished_at.desc())
             .limit(1)
         )
-        exists = await self.session.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": qualified})
+        # The dataset is read as data only: no statement here may write, or run for long.
+        await self.session.execute(text("SET LOCAL transaction_read_only TO on"))
+        await self.session.execute(
+            text("SELECT set_config('statement_timeout', :ms, true)"), {"ms": str(ROWS_STATEMENT_TIMEOUT_MS)}
+        )
+        exists = await self.session.scalar(text("SELECT to_regclass(:name) IS NOT NULL"), {"name": relation})
         if not exists:
             raise await self._no_table(file)
         columns = [
@@ -45,13 +53,14 @@ class DatasetService:
                     " WHERE attrelid = CAST(:name AS regclass) AND attnum > 0 AND NOT attisdropped"
                     " ORDER BY attnum"
                 ),
-                {"name": qualified},
+                {"name": relation},
             )
             if name != ROW_COLUMN
         ]
-        names = ", ".join(f'"{c.name}"' for c in columns)
+        row = quote_ident(ROW_COLUMN)
+        names = "".join(f", {quote_ident(c.name)}" for c in columns)
         result = await self.session.execute(
-            text(f"SELECT {ROW_COLUMN}, {names} FROM {qualified} ORDER BY {ROW_COLUMN} OFFSET :o LIMIT :l"),
+            text(f"SELECT {row}{names} FROM {relation} ORDER BY {row} OFFSET :o LIMIT :l"),
             {"o": offset, "l": limit},
         )
         records = result.all()
@@ -59,7 +68,7 @@ class DatasetService:
             total = completed.rows_ok
         else:
             # The job that built the table was purged after the retention period; the table stays.
-            total = await self.session.scalar(text(f"SELECT count(*) FROM {qualified}")) or 0
+            total = await self.session.scalar(text(f"SELECT count(*) FROM {relation}")) or 0
         return RowsPage(
             file_id=file.id,
             job_id=completed.id if completed is not None else None,

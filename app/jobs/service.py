@@ -20,6 +20,7 @@ from app.errors import Conflict, NotFound, Unprocessable
 from app.jobs.schemas import JobOptionsIn, JobsIn
 from db.models import TERMINAL_JOB_STATES, File, FileKind, FileStatus, Job, JobReject, JobState
 from db.settings import Settings
+from db.sql import qualified
 from workers.contracts import JobEvent, JobOptions, dataset_table, job_channel, process_file_message
 from workers.progress import publish
 
@@ -219,5 +220,5 @@ class JobService:
             if job.state == JobState.pending:
                 job.state = JobState.cancelled
                 job.finished_at = now
-        schema = self.settings.dataset_schema
-        await self.session.execute(text(f'DROP TABLE IF EXISTS "{schema}"."{dataset_table(file.id)}"'))
+        table = qualified(self.settings.dataset_schema, dataset_table(file.id))
+        await self.session.execute(text(f"DROP TABLE IF EXISTS {table}"))
