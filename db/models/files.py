@@ -4,7 +4,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, Index, String, Text
+from sqlalchemy import BigInteger, Enum, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, Timestamps, new_id
@@ -28,7 +28,15 @@ class File(Timestamps, Base):
     """A file a user sent; ``stored`` only once its bytes are complete and verified in the bucket."""
 
     __tablename__ = "files"
-    __table_args__ = (Index("ix_files_owner_created", "owner_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_files_owner_created", "owner_id", "created_at"),
+        Index("ix_files_receiving_touched", "touched_at", postgresql_where=text("status = 'receiving'")),
+        Index(
+            "ix_files_pending_release",
+            "updated_at",
+            postgresql_where=text("s3_upload_id IS NOT NULL AND status <> 'receiving'"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID]
@@ -50,3 +58,7 @@ class File(Timestamps, Base):
     stored_at: Mapped[datetime | None]
     expires_at: Mapped[datetime | None]
     deleted_at: Mapped[datetime | None]
+    touched_at: Mapped[datetime | None]
+    """Moved forward while the body streams; a ``receiving`` row that stops moving is a dead upload."""
+    s3_upload_id: Mapped[str | None] = mapped_column(String(1024))
+    """The multipart upload the body streams into, until it is completed or released."""

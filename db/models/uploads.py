@@ -4,7 +4,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, Text, func
+from sqlalchemy import BigInteger, Enum, ForeignKey, Index, Integer, String, Text, func, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base, Timestamps, new_id
@@ -27,7 +27,10 @@ class UploadSession(Timestamps, Base):
     """
 
     __tablename__ = "upload_sessions"
-    __table_args__ = (Index("ix_upload_sessions_state_expires", "state", "expires_at"),)
+    __table_args__ = (
+        Index("ix_upload_sessions_state_expires", "state", "expires_at"),
+        Index("ix_upload_sessions_abort_pending", "updated_at", postgresql_where=text("abort_pending")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID] = mapped_column(index=True)
@@ -50,6 +53,8 @@ class UploadSession(Timestamps, Base):
     s3_upload_id: Mapped[str] = mapped_column(String(1024))
     file_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("files.id", ondelete="SET NULL"))
     expires_at: Mapped[datetime]
+    abort_pending: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    """Closed, but its multipart upload could not be released yet (object store down)."""
 
 
 class UploadChunk(Base):
