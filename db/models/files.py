@@ -36,6 +36,7 @@ class File(Timestamps, Base):
             "updated_at",
             postgresql_where=text("s3_upload_id IS NOT NULL AND status <> 'receiving'"),
         ),
+        Index("ix_files_purge_pending", "updated_at", postgresql_where=text("purge_pending")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -62,3 +63,5 @@ class File(Timestamps, Base):
     """Moved forward while the body streams; a ``receiving`` row that stops moving is a dead upload."""
     s3_upload_id: Mapped[str | None] = mapped_column(String(1024))
     """The multipart upload the body streams into, until it is completed or released."""
+    purge_pending: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    """Deleted, but its object could not be removed yet (object store down)."""

@@ -7,7 +7,8 @@ Create Date: 2026-11-23 09:00:00
 ``files.touched_at`` is moved forward while a single-shot upload streams, so the sweeper can fail
 an upload whose API process died within ``SLUICE_UPLOAD_STALL_TIMEOUT`` instead of a day later.
 ``files.s3_upload_id`` names that upload's S3 multipart upload until it is completed or released,
-and ``upload_sessions.abort_pending`` marks a closed session whose multipart upload could not be
+``files.purge_pending`` marks a deleted file whose object could not be removed yet, and
+``upload_sessions.abort_pending`` marks a closed session whose multipart upload could not be
 released (object store down), so the sweeper releases it once the store is back.
 """
 from __future__ import annotations
@@ -41,6 +42,12 @@ def upgrade() -> None:
         postgresql_where=sa.text("s3_upload_id IS NOT NULL AND status <> 'receiving'"),
     )
     op.add_column(
+        'files', sa.Column('purge_pending', sa.Boolean(), server_default=sa.text('false'), nullable=False)
+    )
+    op.create_index(
+        'ix_files_purge_pending', 'files', ['updated_at'], unique=False, postgresql_where=sa.text('purge_pending')
+    )
+    op.add_column(
         'upload_sessions',
         sa.Column('abort_pending', sa.Boolean(), server_default=sa.text('false'), nullable=False),
     )
@@ -56,6 +63,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_upload_sessions_abort_pending', table_name='upload_sessions')
     op.drop_column('upload_sessions', 'abort_pending')
+    op.drop_index('ix_files_purge_pending', table_name='files')
+    op.drop_column('files', 'purge_pending')
     op.drop_index('ix_files_pending_release', table_name='files')
     op.drop_index('ix_files_receiving_touched', table_name='files')
     op.drop_column('files', 's3_upload_id')
