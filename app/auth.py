@@ -2,8 +2,9 @@
 
 A browser's EventSource cannot send an Authorization header, so an event stream also accepts a
 ``token`` query parameter: a link minted with the key, valid for that one stream path until it
-expires, signed with the key's stored hash (no server secret to share between API processes, and
-revoking the key revokes its links).
+expires, signed with the server's ``SLUICE_SECRET_KEY`` over the key id, the path and the expiry.
+Nothing stored in the database can forge one, and the key is looked up on every use, so revoking
+it revokes its links.
 """
 
 from __future__ import annotations
@@ -64,13 +65,14 @@ async def create_api_key(
     return key, secret
 
 
-def stream_token(key_id: uuid.UUID, key_hash: str, path: str, expires: int) -> str:
-    """A link token for ``path`` (an event stream) until ``expires`` (Unix seconds)."""
-    return f"{key_id.hex}.{expires}.{_signature(key_hash, path, expires)}"
+def stream_token(secret: str, key_id: uuid.UUID, path: str, expires: int) -> str:
+    """A link token for ``path`` (an event stream) until ``expires`` (Unix seconds), for key ``key_id``."""
+    return f"{key_id.hex}.{expires}.{_signature(secret, key_id, path, expires)}"
 
 
-def _signature(key_hash: str, path: str, expires: int) -> str:
-    digest = hmac.new(key_hash.encode(), f"{path}\n{expires}".encode(), hashlib.sha256).digest()
+def _signature(secret: str, key_id: uuid.UUID, path: str, expires: int) -> str:
+    message = f"sluice-stream-link\n{key_id.hex}\n{path}\n{expires}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
@@ -95,10 +97,12 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
             raise NotAuthorizedException("the stream link's token is malformed; ask for a new link") from None
         if expires < time.time():
             raise NotAuthorizedException("the stream link has expired; ask for a new link")
-        key = await _key(connection, ApiKey.id == key_id)
-        if not hmac.compare_digest(signature, _signature(key.key_hash, connection.url.path, expires)):
+        secret = connection.app.state.resources.settings.secret_key
+        expected = _signature(secret, key_id, connection.url.path, expires)
+        if not secret or not hmac.compare_digest(signature, expected):
             raise NotAuthorizedException("the stream link's token is not valid for this stream")
-        return key
+        # Looked up after the signature: a revoked (or deleted) key's links stop working.
+        return await _key(connection, ApiKey.id == key_id)
 
 
 async def _key(connection: ASGIConnection, match: ColumnElement[bool]) -> ApiKey:

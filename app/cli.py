@@ -14,6 +14,14 @@ from db.settings import Settings
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    if not settings.secret_key:
+        print(
+            "sluice serve: set SLUICE_SECRET_KEY (at least 32 characters, the same on every API process, e.g."
+            " `openssl rand -hex 32`); it signs stream links. ops/stack keeps one in its data dir.",
+            file=sys.stderr,
+        )
+        return 2
+
     uvicorn.run(
         "app.asgi:app_from_env",
         factory=True,
@@ -45,11 +53,25 @@ def _worker(args: argparse.Namespace, _: Settings) -> int:
 
 
 def _migrate(_: argparse.Namespace, settings: Settings) -> int:
-    from db.migrate import upgrade
+    from db.migrate import API_ROLE, WORKER_ROLE, grant_roles, upgrade
     from db.storage import MinioStore
 
-    upgrade(settings.database_url)
-    print("database schema is at head")
+    passwords = (settings.db_api_password, settings.db_worker_password)
+    if any(passwords) and not all(passwords):
+        print("sluice migrate: set both SLUICE_DB_API_PASSWORD and SLUICE_DB_WORKER_PASSWORD, or neither", file=sys.stderr)
+        return 2
+    upgrade(settings.database_url, dataset_schema=settings.dataset_schema)
+    print(f"database schema is at head; dataset schema {settings.dataset_schema!r} is ready")
+    if all(passwords):
+        grant_roles(
+            settings.database_url,
+            settings.dataset_schema,
+            api_password=settings.db_api_password,
+            worker_password=settings.db_worker_password,
+        )
+        print(f"roles {API_ROLE!r} and {WORKER_ROLE!r} are ready; connect the API and the workers with them")
+    else:
+        print("no role passwords given (SLUICE_DB_API_PASSWORD, SLUICE_DB_WORKER_PASSWORD): no roles created")
     MinioStore.from_settings(settings).ensure_bucket()
     print(f"bucket {settings.s3_bucket!r} is ready")
     return 0
@@ -96,7 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--threads", type=int, default=2)
     worker.set_defaults(run=_worker)
 
-    migrate = sub.add_parser("migrate", help="upgrade the database schema and create the bucket")
+    migrate = sub.add_parser(
+        "migrate", help="upgrade the database schema, create the bucket, and the roles when their passwords are set"
+    )
     migrate.set_defaults(run=_migrate)
 
     keys = sub.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
@@ -116,7 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.run(args, Settings.from_env()) or 0)
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        print(f"sluice: bad setting: {exc}", file=sys.stderr)
+        return 2
+    return int(args.run(args, settings) or 0)
 
 
 if __name__ == "__main__":

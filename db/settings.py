@@ -7,6 +7,10 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from db.sql import is_plain_identifier
+
+RESERVED_SCHEMAS = frozenset({"public", "information_schema"})
+
 GiB = 1024**3
 MiB = 1024**2
 
@@ -91,6 +95,13 @@ class Settings:
     never end by themselves, and their clients reconnect (with Last-Event-ID) to another process."""
     cors_origins: tuple[str, ...] = ()
     """Web origins (``https://app.example.com``, or ``*``) whose pages may call the API from a browser; none by default."""
+    secret_key: str = ""
+    """Signs stream links (at least 32 characters); ``sluice serve`` refuses to start without it. Keep it
+    secret and the same on every API process; changing it invalidates the links already given out."""
+    db_api_password: str = ""
+    """Password of the database role ``sluice_api`` that ``sluice migrate`` creates (with the worker's); unset: no roles."""
+    db_worker_password: str = ""
+    """Password of the database role ``sluice_worker`` that ``sluice migrate`` creates (with the API's); unset: no roles."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -100,6 +111,15 @@ class Settings:
             raise ValueError("SLUICE_UPLOAD_PARALLEL_PARTS and SLUICE_MAX_FILE_SIZE must be positive")
         if self.heartbeat <= 0 or self.shutdown_grace < 0:
             raise ValueError("SLUICE_HEARTBEAT must be more than 0 seconds and SLUICE_SHUTDOWN_GRACE 0 or more")
+        # The schema name reaches DDL and a security-definer function: only a plain name of its own.
+        schema = self.dataset_schema
+        if not is_plain_identifier(schema) or schema in RESERVED_SCHEMAS or schema.startswith("pg_"):
+            raise ValueError(
+                f"SLUICE_DATASET_SCHEMA must be a plain schema name (a-z, digits and _, not starting with a digit,"
+                f" at most 63 bytes, not public, information_schema or pg_*), not {schema!r}"
+            )
+        if self.secret_key and len(self.secret_key) < 32:
+            raise ValueError("SLUICE_SECRET_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`)")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

@@ -59,6 +59,7 @@ def settings(database_url: str, s3_endpoint: str) -> Settings:
         s3_bucket=f"sluice-test-{RUN_ID}",
         s3_secure=False,
         part_size=5 * 1024 * 1024,
+        secret_key=f"sluice-test-secret-{RUN_ID}-{uuid.uuid4().hex}",
         log_level="WARNING",
     )
 

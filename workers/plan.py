@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from db.sql import column_name_problem
 from workers.contracts import ColumnMapping
-from workers.parsers.types import MAX_NAME_BYTES, ROW_COLUMN, Table
+from workers.parsers.types import Table
 from workers.sink import DatasetColumn
 
 
@@ -27,11 +28,10 @@ def plan_columns(table: Table, mapping: ColumnMapping | None) -> list[DatasetCol
     keep = set(range(len(columns))) if mapping.select is None else {find(k, "select") for k in mapping.select}
     names = [c.name for c in columns]
     for key, new in mapping.rename.items():
-        new = new.strip()
-        if not new or len(new.encode()) > MAX_NAME_BYTES or new == ROW_COLUMN or "\x00" in new:
-            raise Malformed(
-                f"mapping.rename gives {key!r} the name {new!r}; use 1 to {MAX_NAME_BYTES} bytes, not {ROW_COLUMN!r}"
-            )
+        # The API refuses these too; a job queued before it did must not reach the sink with them.
+        problem = column_name_problem(new)
+        if problem is not None:
+            raise Malformed(f"mapping.rename gives {key!r} a name that cannot be used: {problem}")
         names[find(key, "rename")] = new
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -74,9 +74,11 @@ class Sink:
             + [f"{quote_ident(c.name)} {c.pg_type if c.keep else 'text'}" for c in self.columns]
         )
         async with self.pool.acquire() as conn:
-            # Two first jobs may race to create the schema; IF NOT EXISTS does not stop that.
-            with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateSchemaError):
-                await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
+            # `sluice migrate` makes the schema; the workers' role may not (no CREATE on the database,
+            # which even IF NOT EXISTS checks first). Two first jobs may race to create it.
+            if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)", self.schema):
+                with contextlib.suppress(asyncpg.UniqueViolationError, asyncpg.DuplicateSchemaError):
+                    await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(self.schema)}")
             async with conn.transaction():
                 await conn.execute(f"DROP TABLE IF EXISTS {self._staging}")
                 await conn.execute(f"CREATE TABLE {self._staging} ({body})")

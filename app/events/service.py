@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import STREAM_PATH, Principal, stream_token
-from app.errors import NotFound, Unprocessable
+from app.errors import NotFound, Unavailable, Unprocessable
 from app.events.fanout import EventChannels
 from app.events.feeds import JOB_TERMINAL, UPLOAD_TERMINAL, BatchFeed, ChannelFeed, Feed, Frame
 from app.events.schemas import StreamLink
-from db.models import ApiKey, Job, SessionState, UploadChunk, UploadSession
+from db.models import Job, SessionState, UploadChunk, UploadSession
 from db.settings import Settings
 from workers.contracts import JobEvent, UploadEvent, job_channel, upload_channel
 
@@ -111,12 +111,10 @@ class EventService:
         loaders = {"jobs": self._job_feed, "batches": self._batch_feed, "uploads": self._upload_feed}
         # A link to a stream this key cannot open is refused now, not when a browser follows it.
         await loaders[found.group(1)](owner, uuid.UUID(found.group(2)))
-        async with self.sessionmaker() as session:
-            key_hash = await session.scalar(select(ApiKey.key_hash).where(ApiKey.id == owner.key_id))
-        if key_hash is None:
-            raise NotFound("the API key of this request is gone")
+        if not self.settings.secret_key:
+            raise Unavailable("stream links are off: this API process has no SLUICE_SECRET_KEY to sign them")
         expires = int(time.time()) + ttl_s
-        token = stream_token(owner.key_id, key_hash, path, expires)
+        token = stream_token(self.settings.secret_key, owner.key_id, path, expires)
         return StreamLink(url=f"{path}?token={token}", expires_at=datetime.fromtimestamp(expires, UTC))
 
     async def _job_feed(self, owner: Principal, job_id: uuid.UUID) -> Feed:

@@ -20,13 +20,42 @@ from app.errors import Conflict, NotFound, Unprocessable
 from app.jobs.schemas import JobOptionsIn, JobsIn
 from db.models import TERMINAL_JOB_STATES, File, FileKind, FileStatus, Job, JobReject, JobState
 from db.settings import Settings
-from db.sql import qualified
-from workers.contracts import JobEvent, JobOptions, dataset_table, job_channel, process_file_message
+from db.migrate import DROP_DATASET
+from db.sql import column_name_problem, quote_ident
+from workers.contracts import ColumnMapping, JobEvent, JobOptions, job_channel, process_file_message
 from workers.progress import publish
 
 log = logging.getLogger("sluice.jobs")
 PROCESSABLE = frozenset({FileKind.csv, FileKind.tsv, FileKind.xlsx})
 ACTIVE_STATES = (JobState.pending, JobState.processing)
+
+
+def check_mapping(mapping: ColumnMapping | None) -> None:
+    """Refuse the mapping names that can be judged without the file.
+
+    New names (rename targets) must be column names as the header sanitiser makes them, so what
+    reaches the table is what was asked for. Names that must match one of the file's columns
+    (select, rename and cast keys) are matched by the worker, which fails the job naming them.
+    """
+    if mapping is None:
+        return
+    keys = [("select", k) for k in mapping.select or []]
+    keys += [("rename", k) for k in mapping.rename] + [("cast", k) for k in mapping.cast]
+    for where, key in keys:
+        if "\x00" in key:
+            raise Unprocessable(f"options.mapping.{where} names column {key!r}, with a NUL character no column has")
+    if mapping.select == []:
+        raise Unprocessable("options.mapping.select is empty; list the columns to keep, or leave select out to keep all")
+    for key, new in mapping.rename.items():
+        problem = column_name_problem(new)
+        if problem is not None:
+            raise Unprocessable(f"options.mapping.rename[{key!r}]: {problem}", value=new)
+    targets = list(mapping.rename.values())
+    repeated = sorted({t for t in targets if targets.count(t) > 1})
+    if repeated:
+        raise Unprocessable(
+            f"options.mapping.rename gives several columns the name {', '.join(map(repr, repeated))}; rename them apart"
+        )
 
 
 def resolve_options(given: JobOptionsIn, settings: Settings) -> JobOptions:
@@ -38,6 +67,7 @@ def resolve_options(given: JobOptionsIn, settings: Settings) -> JobOptions:
             raise Unprocessable(
                 f"options.encoding {given.encoding!r} is not an encoding Python knows; try utf-8, utf-16 or latin-1"
             ) from None
+    check_mapping(given.mapping)
     return JobOptions(
         window_rows=given.window_rows or settings.window_rows,
         max_concurrency=given.max_concurrency or settings.max_concurrency,
@@ -48,6 +78,8 @@ def resolve_options(given: JobOptionsIn, settings: Settings) -> JobOptions:
         header=given.header,
         sheet=given.sheet,
         mapping=given.mapping,
+        strict_types=given.strict_types,
+        yes_no_boolean=given.yes_no_boolean,
     )
 
 
@@ -220,5 +252,5 @@ class JobService:
             if job.state == JobState.pending:
                 job.state = JobState.cancelled
                 job.finished_at = now
-        table = qualified(self.settings.dataset_schema, dataset_table(file.id))
-        await self.session.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        # The dataset tables belong to the workers' role; this function drops the file's one, and only it.
+        await self.session.execute(text(f"SELECT public.{quote_ident(DROP_DATASET)}(:id)"), {"id": file.id})

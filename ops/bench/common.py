@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import secrets
 import sys
 import threading
 import time
@@ -51,7 +52,8 @@ def bench_settings(**overrides: object) -> Iterator[Settings]:
         url = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1) + f"/{name}"
         settings = base.replace(
             database_url=url, s3_endpoint=endpoint, s3_bucket=f"sluice-bench-{run}",
-            redis_prefix=f"sluice-bench-{run}", log_level="WARNING", **overrides,
+            redis_prefix=f"sluice-bench-{run}", log_level="WARNING",
+            secret_key=base.secret_key or secrets.token_hex(32), **overrides,
         )
         upgrade(url)
         MinioStore.from_settings(settings).ensure_bucket()

@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime
 import math
 import re
-import unicodedata
 
 import msgspec
+
+from db.sql import column_name, truncate_name
 
 ROW_COLUMN = "_row"
 """The sink's own column (the row number); no file column is ever given this name."""
@@ -181,9 +182,6 @@ def infer_types(rows: list[list[str | None]], columns: int) -> list[str]:
 
 # --- column names ---------------------------------------------------------------------------
 
-_NOT_WORD = re.compile(r"[\W_]+")
-
-
 def sanitize_columns(names: list[str]) -> list[str]:
     """Turn header texts into column names: lower snake_case, unique, 1 to 63 bytes.
 
@@ -191,14 +189,7 @@ def sanitize_columns(names: list[str]) -> list[str]:
     so no name is ever the sink's ``_row``); a leading digit gets a ``c_`` prefix; an empty name
     becomes ``col_<position>``; repeats get ``_2``, ``_3``… in file order.
     """
-    base: list[str] = []
-    for position, raw in enumerate(names, start=1):
-        name = _NOT_WORD.sub("_", unicodedata.normalize("NFC", raw).strip().lower()).strip("_")
-        if not name:
-            name = f"col_{position}"
-        elif name[0].isdigit():
-            name = f"c_{name}"
-        base.append(_truncate(name, MAX_NAME_BYTES))
+    base = [column_name(raw) or f"col_{position}" for position, raw in enumerate(names, start=1)]
     taken = set(base) | {ROW_COLUMN}
     seen: set[str] = set()
     out: list[str] = []
@@ -207,7 +198,7 @@ def sanitize_columns(names: list[str]) -> list[str]:
             number = 2
             while True:
                 suffix = f"_{number}"
-                candidate = _truncate(name, MAX_NAME_BYTES - len(suffix)) + suffix
+                candidate = truncate_name(name, MAX_NAME_BYTES - len(suffix)) + suffix
                 if candidate not in taken:
                     break
                 number += 1
@@ -216,13 +207,6 @@ def sanitize_columns(names: list[str]) -> list[str]:
         seen.add(name)
         out.append(name)
     return out
-
-
-def _truncate(name: str, limit: int) -> str:
-    encoded = name.encode("utf-8")
-    if len(encoded) <= limit:
-        return name
-    return encoded[:limit].decode("utf-8", "ignore")
 
 
 # --- header detection -----------------------------------------------------------------------
