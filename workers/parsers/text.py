@@ -15,6 +15,11 @@ Python work per record; anything else goes record by record. Both give the same 
 Row numbers count records as a person does: the header record is row 1, the first data record
 row 2 (row 1 when there is no header). Blank lines are skipped and not counted; a record spanning
 several lines (quoted newlines) is one row.
+
+The values are what Python's ``csv`` (not strict) reads, byte for byte, whatever the window size:
+a quote inside an unquoted field is a character (``x"y``), an unquoted empty field is NULL and a
+quoted one (``""``) the empty string, as PostgreSQL reads CSV. A record that a quote left open
+until the end of the file is rejected (``csv`` would return it), so is a record holding NUL.
 """
 
 from __future__ import annotations
@@ -64,6 +69,17 @@ _COPY_SAFE = re.compile(r'[^"]*+(?:(?<=,)"[^"]*+(?:""[^"]*+)*+"(?=[,\n]|\Z)[^"]*
 # A quoted section ("" inside it makes two adjacent sections): removed, it leaves the delimiters
 # that separate fields, once the text is known to be COPY-safe.
 _QUOTED = re.compile(r'"[^"]*+"')
+
+
+def _field_pattern(delimiter: str) -> re.Pattern[str]:
+    """One field as ``csv`` (not strict) reads it: a quoted section (``""`` inside it is a quote;
+    ``closed`` is empty when the text ends inside it) and the characters up to the delimiter
+    after it, or a plain field in which quotes are characters."""
+    stop = re.escape(delimiter)
+    return re.compile(rf'"(?P<quoted>[^"]*+(?:""[^"]*+)*+)(?P<closed>"?)(?P<tail>[^{stop}\r\n]*+)|(?P<plain>[^{stop}\r\n]*+)')
+
+
+_COPY_FIELD = _field_pattern(",")
 
 
 def _latin1_fallback(error: UnicodeError) -> tuple[str, int]:
@@ -207,6 +223,7 @@ class _Parser:
         self._suspect = max(max_field_bytes // 4, 1)
         self._select = select
         self._passthrough = delimiter == "," and select is None
+        self._field = _field_pattern(delimiter)
         self._buffer = io.StringIO()
         # "\r\n" as terminator makes csv quote fields holding either character; it is cut off after.
         self._writer = csv.writer(self._buffer, lineterminator="\r\n")
@@ -226,10 +243,12 @@ class _Parser:
         try:
             for fields in self._reader:
                 raw = self._take()
-                if _blank(fields):
+                if _blank(fields, raw):
                     continue
                 if self._truncated(raw):
                     raise ParseError(f"the header record is longer than {LINE_LIMIT:,} characters")
+                if self._left_open(raw):
+                    raise ParseError("the header record cannot be read: the quote opened on row 1 is never closed")
                 self._row = 1
                 self._set_width(fields)
                 self._names = fields
@@ -256,20 +275,13 @@ class _Parser:
             if fast is not None:
                 return fast
         try:
-            parts, rejects, last_raw = self._read()
+            parts, rejects = self._read()
         except UnicodeDecodeError as error:
             raise _undecodable(error) from None
         read = len(parts) + len(rejects)
         if read == 0:
             return None
         first_row = self._row - read + 1
-        # Python's csv accepts a quoted field left open at the end of the file; PostgreSQL does not.
-        last_is_good = bool(parts) and parts[-1].startswith(f"{self._row},")
-        if self._eof and last_is_good and last_raw is not None and self._unterminated(last_raw):
-            parts.pop()
-            rejects.append(
-                Reject(self._row, f"row {self._row:,}: a quoted field is never closed before the end of the file", _clip(last_raw.rstrip(_EOL)))
-            )
         data = "".join(parts)
         if "\x00" in data:
             parts = self._drop_nul(parts, rejects)
@@ -279,7 +291,7 @@ class _Parser:
             data = "".join(parts)
         rows = None
         if want_rows:
-            rows = [[v or None for v in r[1:]] for r in csv.reader(io.StringIO(data, newline=""))]
+            rows = [[None if not (v or quoted) else v for v, quoted in _fields(p[:-1], _COPY_FIELD, ",")[0][1:]] for p in parts]
         rejects.sort(key=lambda r: r.row_number)
         return Window(
             index=index,
@@ -337,9 +349,8 @@ class _Parser:
             return None
         return data
 
-    def _read(self) -> tuple[list[str], list[Reject], str | None]:
-        """Parse up to ``window_rows`` records: the good ones as COPY lines, the others as rejects,
-        and the raw text of the last record read.
+    def _read(self) -> tuple[list[str], list[Reject]]:
+        """Parse up to ``window_rows`` records: the good ones as COPY lines, the others as rejects.
 
         This is the hot loop: one length test per record, the rest in rare branches.
         """
@@ -357,7 +368,7 @@ class _Parser:
                     raw = take(raw_lines) if now - line == 1 else "".join(islice(raw_lines, now - line))
                     line = now
                     if len(fields) != width or len(raw) > suspect:
-                        if not fields or (width != 1 and _blank(fields)):
+                        if not fields or (width != 1 and _blank(fields, raw)):
                             continue
                         if width is None:
                             width = self._set_width(fields)
@@ -398,7 +409,21 @@ class _Parser:
                 reason = f"a field is longer than {LINE_LIMIT:,} characters" if limit else f"cannot be parsed: {error}"
                 rejects.append(Reject(row, f"row {row:,}: {reason}", text))
         self._row, self._line = row, line
-        return parts, rejects, raw
+        if not self._eof:
+            # Only the file's last record can end inside a quote; see whether this one was it.
+            ahead = self._source.take(1)
+            if ahead:
+                self._source.give_back(ahead)
+            else:
+                self._eof = True
+        if self._eof and raw is not None and self._left_open(raw):
+            if parts and parts[-1].startswith(f"{row},"):
+                parts.pop()
+            elif rejects and rejects[-1].row_number == row:
+                rejects.pop()
+            reason = f"row {row:,}: the quote opened on row {row:,} is never closed before the end of the file"
+            rejects.append(Reject(row, reason, _clip(raw.rstrip(_EOL))))
+        return parts, rejects
 
     def _set_width(self, fields: list[str]) -> int:
         self.width = len(fields)
@@ -458,9 +483,14 @@ class _Parser:
         """A COPY line for a record of another dialect, or with selected columns."""
         if "\x00" in raw:
             return _nul_reject(row, raw)
+        if self._select is None and "," not in raw and '"' not in raw:
+            return f"{row},{raw.rstrip(_EOL).replace(self._delimiter, ',')}\n"
+        if "" in fields and '""' in raw:
+            # csv loses whether an empty field was quoted (the empty string) or not (NULL).
+            pairs = _fields(raw.rstrip(_EOL), self._field, self._delimiter)[0]
+            chosen = pairs if self._select is None else [pairs[i] for i in self._select]
+            return _copy_line([(str(row), False), *chosen])
         if self._select is None:
-            if "," not in raw and '"' not in raw:
-                return f"{row},{raw.rstrip(_EOL).replace(self._delimiter, ',')}\n"
             return self._serialise([str(row), *fields])
         return self._serialise([str(row), *(fields[i] for i in self._select)])
 
@@ -472,8 +502,7 @@ class _Parser:
 
     def _rebuild(self, part: str) -> str:
         """Re-serialise one passed-through COPY line whose quoting PostgreSQL would misread."""
-        fields = next(csv.reader(io.StringIO(part, newline="")))
-        return self._serialise(fields)
+        return _copy_line(_fields(part[:-1], _COPY_FIELD, ",")[0])
 
     def _drop_nul(self, parts: list[str], rejects: list[Reject]) -> list[str]:
         kept: list[str] = []
@@ -485,18 +514,46 @@ class _Parser:
                 kept.append(part)
         return kept
 
-    def _unterminated(self, raw: str) -> bool:
-        if raw.count('"') % 2 == 0:
-            return False
-        try:
-            list(csv.reader(io.StringIO(raw, newline=""), delimiter=self._delimiter, strict=True))
-        except csv.Error as error:
-            return "unexpected end of data" in str(error)
-        return False
+    def _left_open(self, raw: str) -> bool:
+        """Whether a record ``csv`` returned ends inside a quoted field (the file ended in it)."""
+        return '"' in raw and _fields(raw, self._field, self._delimiter)[1]
 
 
-def _blank(fields: list[str]) -> bool:
-    return not fields or (len(fields) == 1 and not fields[0].strip())
+def _blank(fields: list[str], raw: str) -> bool:
+    """A record with no fields, or a line of nothing but unquoted white space."""
+    return not fields or (len(fields) == 1 and not fields[0].strip() and '"' not in raw)
+
+
+def _fields(record: str, field: re.Pattern[str], delimiter: str) -> tuple[list[tuple[str, bool]], bool]:
+    """The (value, quoted) fields of one record's text as ``csv`` reads them, and whether the text
+    ends inside a quoted field. Only for the few records where ``csv`` loses what is needed."""
+    pairs: list[tuple[str, bool]] = []
+    at, end, match = 0, len(record), field.match
+    while True:
+        found = match(record, at)
+        assert found is not None  # every alternative can match the empty string
+        quoted = found["quoted"]
+        if quoted is None:
+            pairs.append((found["plain"], False))
+        else:
+            pairs.append((quoted.replace('""', '"') + found["tail"], True))
+            if not found["closed"]:
+                return pairs, True
+        at = found.end()
+        if at >= end or record[at] != delimiter:
+            return pairs, False
+        at += 1
+
+
+def _copy_line(pairs: list[tuple[str, bool]]) -> str:
+    """A COPY CSV line of (value, quoted) fields: a quoted empty field stays the empty string."""
+    out = []
+    for value, quoted in pairs:
+        if (value or not quoted) and not any(c in value for c in ',"\r\n'):
+            out.append(value)
+        else:
+            out.append('"' + value.replace('"', '""') + '"')
+    return ",".join(out) + "\n"
 
 
 def _nul_reject(row: int, raw: str) -> Reject:
@@ -569,7 +626,7 @@ def _sample_records(text: str, delimiter: str) -> list[list[str]]:
     records: list[list[str]] = []
     try:
         for fields in csv.reader(io.StringIO(text, newline=""), delimiter=delimiter):
-            if not _blank(fields):
+            if not _blank(fields, ""):
                 records.append(fields)
                 if len(records) == SNIFF_RECORDS:
                     break

@@ -178,10 +178,28 @@ def test_backslash_dot_line_stays_data() -> None:
     assert windows[0].copy_data.startswith(b"2,\\.\n")
 
 
-def test_unterminated_quote_at_end_of_file_is_rejected() -> None:
-    _, windows = parse(b'a,b\n1,x\n2,"open\n')
-    assert rejects(windows) == [(3, "row 3: a quoted field is never closed before the end of the file")]
+@pytest.mark.parametrize("window_rows", [1, 2, 1000])
+def test_unterminated_quote_at_end_of_file_is_rejected(window_rows: int) -> None:
+    _, windows = parse(b'a,b\n1,x\n2,"open\n', window_rows=window_rows)
+    assert rejects(windows) == [(3, "row 3: the quote opened on row 3 is never closed before the end of the file")]
     assert records(windows) == [["2", "1", "x"]]
+
+
+def test_unterminated_quote_is_named_even_when_the_field_count_is_wrong() -> None:
+    _, windows = parse(b'a,b,c\n1,2,3\n4,"five,6\n7,8,9\n', window_rows=1)
+    assert rejects(windows) == [(3, "row 3: the quote opened on row 3 is never closed before the end of the file")]
+    assert windows[-1].rejects[0].raw == '4,"five,6\n7,8,9'
+
+
+def test_unterminated_quote_in_the_header_fails_the_file() -> None:
+    with pytest.raises(ParseError, match="the quote opened on row 1 is never closed"):
+        parse(b'"a,b\n1,2\n', header=True)
+
+
+def test_quoted_empty_survives_select_and_other_delimiters() -> None:
+    _, windows = parse(b'a;b;c\n1;"";\n', select=[1, 2, 0])
+    assert windows[0].copy_data == b'2,"",,1\n'
+    assert windows[0].rows == [["", None, "1"]]
 
 
 def test_blank_lines_are_skipped_and_not_counted() -> None:
