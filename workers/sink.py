@@ -201,17 +201,17 @@ class Sink:
     ) -> tuple[int, list[Reject]]:
         """Store what fits of ``records``, which failed as a whole with ``error``.
 
-        PostgreSQL names the failing line, so the rows before it are stored in one COPY, that row is
-        rejected, and the rest is tried again; without a line number the records are halved.
+        PostgreSQL names the failing line, so the records before the one holding it are stored in one
+        COPY, that record is rejected, and the rest is tried again; without a line the records are halved.
         """
         stored = 0
         rejects: list[Reject] = []
         while records:
-            line = _failing_line(error)
-            if line is None or line > len(records):
+            at = _failing_record(records, error)
+            if at is None:
                 ok, more = await self._bisect(conn, records, error)
                 return stored + ok, rejects + more
-            before, bad, records = records[: line - 1], records[line - 1], records[line:]
+            before, bad, records = records[:at], records[at], records[at + 1 :]
             if before:
                 ok, more = await self._try_all(conn, before)
                 stored, rejects = stored + ok, rejects + more
@@ -253,23 +253,39 @@ class Sink:
 
 
 def _split(data: bytes) -> list[tuple[int, bytes]]:
-    """The CSV records of ``data`` as (row number, record bytes) — only on the slow path."""
+    """The records of a window's COPY text as (row number, the record's bytes, unchanged).
+
+    Its every quote opens or closes a quoted value or is doubled inside one (the parser makes it
+    so), so a line end ends a record exactly when the quotes before it pair up.
+    """
     out: list[tuple[int, bytes]] = []
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    for fields in csv.reader(io.StringIO(data.decode("utf-8"), newline="")):
-        if not fields:
-            continue
-        writer.writerow(fields)
-        out.append((int(fields[0]), buffer.getvalue().encode("utf-8")))
-        buffer.seek(0)
-        buffer.truncate()
+    lines: list[bytes] = []
+    quotes = 0
+    for line in data.split(b"\n")[:-1]:
+        lines.append(line)
+        quotes += line.count(b'"')
+        if quotes % 2 == 0:
+            record = b"\n".join(lines) + b"\n"
+            out.append((int(record[: record.index(b",")]), record))
+            lines, quotes = [], 0
     return out
 
 
-def _failing_line(error: asyncpg.DataError) -> int | None:
+def _failing_record(records: list[tuple[int, bytes]], error: asyncpg.DataError) -> int | None:
+    """The index in ``records`` (as one COPY) of the record holding the line ``error`` names.
+
+    COPY counts a record's own line and the line ends inside its quoted values: ``\n`` ones once
+    it has seen the first record end (with ``\n``), ``\r`` ones inside that first record.
+    """
     found = _LINE.search(getattr(error, "context", None) or "")
-    return int(found.group(1)) if found else None
+    if found is None:
+        return None
+    line, last = int(found.group(1)), 0
+    for index, (_, record) in enumerate(records):
+        last += 1 + record.count(b"\r") if index == 0 else record.count(b"\n")
+        if line <= last:
+            return index
+    return None
 
 
 def _reject(record: tuple[int, bytes], error: asyncpg.DataError) -> Reject:
@@ -279,5 +295,5 @@ def _reject(record: tuple[int, bytes], error: asyncpg.DataError) -> Reject:
     if found:
         reason = f"{reason} (column {found.group(1).rstrip(':')})"
     # The stored text is the record as the file had it, without the row number Sluice put in front.
-    text = raw.decode("utf-8").rstrip("\n")
+    text = raw.decode("utf-8")[:-1]
     return Reject(row_number, reason, text.split(",", 1)[1] if "," in text else "")
