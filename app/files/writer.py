@@ -8,6 +8,7 @@ import hmac
 
 from anyio import to_thread
 
+from app.files.detect import Tail
 from db.storage import ObjectStore, PartInfo
 
 
@@ -33,7 +34,17 @@ class PartWriter:
     upload, which ``abort`` (or a failed ``finish``) releases so nothing half-written remains.
     """
 
-    def __init__(self, store: ObjectStore, key: str, content_type: str, *, part_size: int, parallel: int, limit: int):
+    def __init__(
+        self,
+        store: ObjectStore,
+        key: str,
+        content_type: str,
+        *,
+        part_size: int,
+        parallel: int,
+        limit: int,
+        keep_tail: int = 0,
+    ):
         self._store = store
         self._key = key
         self._content_type = content_type
@@ -46,6 +57,8 @@ class PartWriter:
         self._upload_id: str | None = None
         self._tasks: list[asyncio.Task[PartInfo]] = []
         self.size = 0
+        self.tail = Tail(keep_tail) if keep_tail else None
+        """The body's last ``keep_tail`` bytes, for a verdict on the type that needs its end (a ZIP's)."""
 
     async def write(self, data: bytes) -> None:
         if not data:
@@ -54,6 +67,8 @@ class PartWriter:
         if self.size > self._limit:
             raise TooLarge(self._limit)
         self._hash.update(data)
+        if self.tail is not None:
+            self.tail.feed(data)
         self._buffer.append(data)
         self._buffered += len(data)
         while self._buffered >= self._part_size:
