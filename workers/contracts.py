@@ -46,11 +46,22 @@ def snapshot_key(channel: str) -> str:
     return f"{channel}:snapshot"
 
 
+class ColumnWidening(msgspec.Struct, frozen=True):
+    """A column whose inferred type did not hold a later value, and the type it was given instead."""
+
+    column: str
+    from_type: str
+    to_type: str
+    row_number: int
+    """The row (in the file's numbering, the header is row 1) whose value needed the wider type."""
+
+
 class JobEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     """Progress of one job, as published after each window and on every state change.
 
-    ``type`` is ``progress``, ``state`` or the terminal state (``completed``, ``failed``,
-    ``cancelled``, ``timed_out``). ``seq`` is set by ``workers.progress.publish``.
+    ``type`` is ``progress``, ``state``, ``widened`` (with ``widening``) or the terminal state
+    (``completed``, ``failed``, ``cancelled``, ``timed_out``). ``seq`` is set by
+    ``workers.progress.publish``.
     """
 
     type: str
@@ -67,6 +78,7 @@ class JobEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
     eta_s: float | None = None
     error: str | None = None
     dataset_table: str | None = None
+    widening: ColumnWidening | None = None
     seq: int = 0
 
 
@@ -89,7 +101,7 @@ class UploadEvent(msgspec.Struct, kw_only=True, omit_defaults=True):
 MAX_CONCURRENCY = 16
 """Most windows one job may write at once (each holds a PostgreSQL connection)."""
 
-ColumnType = Literal["bigint", "double precision", "numeric", "boolean", "date", "timestamptz", "text"]
+ColumnType = Literal["bigint", "double precision", "numeric", "boolean", "date", "timestamp", "timestamptz", "text"]
 
 
 class ColumnMapping(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
@@ -99,7 +111,8 @@ class ColumnMapping(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tr
     """Keep only these columns, in the file's order; all when absent."""
     rename: dict[str, str] = {}
     cast: dict[str, ColumnType] = {}
-    """Column type instead of the inferred one; a value that does not cast rejects its row."""
+    """Column type instead of the inferred one, pinned: it is never widened, a value that does not
+    cast rejects its row."""
 
 
 class JobOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -114,6 +127,11 @@ class JobOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     header: bool | None = None
     sheet: str | None = None
     mapping: ColumnMapping | None = None
+    strict_types: bool = False
+    """Inferred types are pinned like ``mapping.cast``: a value that does not fit rejects its row
+    instead of widening the column."""
+    yes_no_boolean: bool = True
+    """yes/no columns become boolean (as true/false/t/f do); false keeps them text."""
 
 
 def dataset_table(file_id: uuid.UUID) -> str:

@@ -2,21 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from db.sql import column_name_problem
 from workers.contracts import ColumnMapping
-from workers.parsers.types import Table
+from workers.parsers.types import BOOLEAN, TEXT, YES_NO, Table, boolean_words
 from workers.sink import DatasetColumn
+
+
+MAX_TABLE_COLUMNS = 1600
+"""PostgreSQL's limit on the columns of one table; a dataset also has ``_row``."""
 
 
 class Malformed(Exception):
     """The file, or the options given for it, cannot be processed; the message says why to a person."""
 
 
-def plan_columns(table: Table, mapping: ColumnMapping | None) -> list[DatasetColumn]:
-    """The dataset's columns in file order; unselected ones are loaded as text and dropped at the end."""
+def plan_columns(
+    table: Table,
+    mapping: ColumnMapping | None,
+    sample: Sequence[Sequence[str | None]] = (),
+    *,
+    strict: bool = False,
+    yes_no_boolean: bool = True,
+) -> list[DatasetColumn]:
+    """The dataset's columns in file order; unselected ones are loaded as text and dropped at the end.
+
+    ``sample`` is the inference sample (window 0's values): it tells how boolean columns spell
+    true and false, and whether they say yes/no. Inferred types may widen while loading, unless
+    ``strict``; cast types are pinned.
+    """
     columns = list(table.columns)
+    if len(columns) >= MAX_TABLE_COLUMNS:
+        # Every column of the file is staged (unselected ones too), so only a narrower file helps.
+        raise Malformed(
+            f"the file has {len(columns):,} columns; PostgreSQL allows {MAX_TABLE_COLUMNS:,} in a table, one of "
+            f"them Sluice's _row: split the file into files of at most {MAX_TABLE_COLUMNS - 1:,} columns"
+        )
+    types: list[str] = []
+    words: list[tuple[str, str] | None] = []
+    for i, column in enumerate(columns):
+        values = [row[i] if i < len(row) else None for row in sample] if column.pg_type == BOOLEAN else []
+        if not yes_no_boolean and any(v and v.lower() in YES_NO for v in values):
+            types.append(TEXT)
+            words.append(None)
+        else:
+            types.append(column.pg_type)
+            words.append(boolean_words(values) if column.pg_type == BOOLEAN else None)
     if mapping is None:
-        return [DatasetColumn(c.name, c.pg_type) for c in columns]
+        return [DatasetColumn(c.name, types[i], pinned=strict, words=words[i]) for i, c in enumerate(columns)]
     known = ", ".join(c.name for c in columns)
 
     def find(key: str, where: str) -> int:
@@ -36,8 +70,11 @@ def plan_columns(table: Table, mapping: ColumnMapping | None) -> list[DatasetCol
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise Malformed(f"after mapping, column names repeat: {', '.join(duplicates)}; rename them apart")
-    types = [c.pg_type for c in columns]
+    pinned = [strict] * len(columns)
     for key, pg_type in mapping.cast.items():
         index = names.index(key) if key in names else find(key, "cast")
         types[index] = pg_type
-    return [DatasetColumn(names[i], types[i], keep=i in keep) for i in range(len(columns))]
+        pinned[index] = True
+    return [
+        DatasetColumn(names[i], types[i], keep=i in keep, pinned=pinned[i], words=words[i]) for i in range(len(columns))
+    ]

@@ -18,10 +18,24 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import asyncio
+
 import asyncpg
+import msgspec
 
 from db.sql import qualified, quote_ident
-from workers.parsers.types import ROW_COLUMN, Reject
+from workers.contracts import ColumnWidening
+from workers.parsers.types import (
+    BOOLEAN,
+    DATE,
+    ROW_COLUMN,
+    TEXT,
+    TIMESTAMP,
+    TIMESTAMPTZ,
+    Reject,
+    value_type,
+    widen,
+)
 
 _LINE = re.compile(r"\bline (\d+)\b")
 _COLUMN = re.compile(r'\bcolumn (\S+)')
@@ -33,6 +47,10 @@ class DatasetColumn:
     pg_type: str
     keep: bool = True
     """False: loaded as text (so it never rejects a row) and dropped when the job completes."""
+    pinned: bool = False
+    """The user's type (``mapping.cast``, ``strict_types``): never widened, a value that breaks it rejects its row."""
+    words: tuple[str, str] | None = None
+    """How a boolean column spells true and false in the file, given back if it is widened to text."""
 
 
 @dataclass(slots=True)
@@ -41,6 +59,8 @@ class WindowResult:
     rows_rejected: int
     cancel_requested: bool
     already_committed: bool = False
+    widenings: list[ColumnWidening] = field(default_factory=list)
+    """Columns this window widened before it could be written."""
 
 
 @dataclass(slots=True)
@@ -63,15 +83,37 @@ class Sink:
     job_id: uuid.UUID
     columns: Sequence[DatasetColumn]
     _copy_columns: list[str] = field(init=False)
+    types: list[str] = field(init=False)
+    """The staging table's column types now: the planned ones, as widened since."""
+    _generation: int = field(init=False, default=0)
+    _widening: asyncio.Lock = field(init=False, default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
         self._copy_columns = [ROW_COLUMN, *(c.name for c in self.columns)]
+        self.types = [c.pg_type if c.keep else TEXT for c in self.columns]
+
+    async def open(self, fresh: bool) -> None:
+        """Create the staging table when ``fresh``, else take the types an earlier attempt left in it."""
+        if not fresh:
+            async with self.pool.acquire() as conn:
+                found = {
+                    r["attname"]: _SHORT_TYPES.get(r["type"], r["type"])
+                    for r in await conn.fetch(
+                        "SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute"
+                        " WHERE attrelid = to_regclass($1) AND attnum > 0 AND NOT attisdropped",
+                        self._staging,
+                    )
+                }
+            if found:
+                self.types = [found.get(c.name, t) for c, t in zip(self.columns, self.types, strict=True)]
+                return
+        await self.create()
 
     async def create(self) -> None:
         """(Re)create the empty staging table; the final table, if any, is left as it is."""
         body = ", ".join(
             [f"{quote_ident(ROW_COLUMN)} bigint NOT NULL"]
-            + [f"{quote_ident(c.name)} {c.pg_type if c.keep else 'text'}" for c in self.columns]
+            + [f"{quote_ident(c.name)} {t}" for c, t in zip(self.columns, self.types, strict=True)]
         )
         async with self.pool.acquire() as conn:
             # `sluice migrate` makes the schema; the workers' role may not (no CREATE on the database,
@@ -82,6 +124,8 @@ class Sink:
             async with conn.transaction():
                 await conn.execute(f"DROP TABLE IF EXISTS {self._staging}")
                 await conn.execute(f"CREATE TABLE {self._staging} ({body})")
+                # Widenings of an attempt that committed no window are found again, not twice.
+                await conn.execute("UPDATE jobs SET widenings = '[]' WHERE id = $1", self.job_id)
 
     async def write(
         self,
@@ -96,16 +140,32 @@ class Sink:
         """Store one window: ``rows`` CSV records in ``data``, each with its row number as first field.
 
         ``conn`` is one of the job's own connections (held for the whole job: a pool release per
-        window would cost a reset round trip each time).
+        window would cost a reset round trip each time). A value that does not fit an inferred type
+        widens that column first (:meth:`_widen`), then the window is written again.
         """
-        try:
-            async with conn.transaction():
-                await self._copy(conn, data)
-                return await self._checkpoint(conn, index, rows, list(parse_rejects), bytes_read, progress)
-        except asyncpg.DataError as exc:
-            first = exc
-        except asyncpg.UniqueViolationError:
-            return WindowResult(0, 0, False, already_committed=True)
+        widenings: list[ColumnWidening] = []
+        while True:
+            generation = self._generation
+            lossy = self._lossy_column(data)
+            if lossy is not None:
+                widened = await self._widen(conn, data, generation, lossy, None)
+                if widened is not None:
+                    widenings += widened
+                    continue
+            try:
+                async with conn.transaction():
+                    await self._copy(conn, data)
+                    result = await self._checkpoint(conn, index, rows, list(parse_rejects), bytes_read, progress)
+                result.widenings = widenings
+                return result
+            except asyncpg.DataError as exc:
+                first = exc
+            except asyncpg.UniqueViolationError:
+                return WindowResult(0, 0, False, already_committed=True, widenings=widenings)
+            widened = await self._widen(conn, data, generation, self._failing_column(first), first)
+            if widened is None:
+                break
+            widenings += widened
         try:
             async with conn.transaction():
                 rows_ok, rejects = await self._salvage(conn, _split(data), first)
@@ -149,6 +209,138 @@ class Sink:
                 f"{self.schema}.{self.table}",
             )
             return int(totals["ok"]), int(totals["rejected"]), int(totals["bytes"])
+
+    async def _widen(
+        self,
+        conn: asyncpg.Connection,
+        data: bytes,
+        generation: int,
+        failing: int | None,
+        error: asyncpg.DataError | None,
+    ) -> list[ColumnWidening] | None:
+        """Widen column ``failing``, and any other this window needs, to the narrowest types holding
+        its values; ``None`` when no widening helps (a pinned type, a text column, nothing to change).
+
+        ``error`` is PostgreSQL's refusal of the window; without one, ``failing`` is a column whose
+        type would take a value and lose part of it (see :meth:`_lossy_column`).
+
+        One widening at a time per job. ``conn`` holds no transaction here, so the ALTER (ACCESS
+        EXCLUSIVE) waits only for windows in flight to commit, and none of them waits for it.
+        """
+        async with self._widening:
+            if self._generation != generation:
+                return []  # another window widened meanwhile: try again with the new types first
+            if failing is None:
+                return None
+            records = _records(data)
+            changes: dict[int, tuple[str, int]] = {}
+            for i, column in enumerate(self.columns):
+                if column.pinned or self.types[i] == TEXT:
+                    continue
+                needed, row = self.types[i], None
+                for record in records:
+                    value = record[i + 1] if i + 1 < len(record) else ""
+                    wider = widen(needed, value_type(value)) if value else needed
+                    if wider != needed:
+                        needed = wider
+                        row = row if row is not None else int(record[0])
+                if i == failing and needed == self.types[i] and error is not None:
+                    # PostgreSQL refused what the inference rules let through (a quoted "" in a number column).
+                    needed, row = TEXT, _failing_row(error, records)
+                if needed != self.types[i]:
+                    changes[i] = (needed, row if row is not None else _failing_row(error, records))
+            widenings = [
+                ColumnWidening(self.columns[i].name, self.types[i], new, row) for i, (new, row) in changes.items()
+            ]
+            clauses = ", ".join(
+                f"ALTER COLUMN {quote_ident(self.columns[i].name)} TYPE {new} USING {self._cast(i, new)}"
+                for i, (new, _) in changes.items()
+            )
+            async with conn.transaction():
+                await conn.execute(f"ALTER TABLE {self._staging} {clauses}")
+                await conn.execute(
+                    "UPDATE jobs SET widenings = widenings || $2::jsonb, updated_at = now() WHERE id = $1",
+                    self.job_id,
+                    msgspec.json.encode(widenings).decode(),
+                )
+            for i, (new, _) in changes.items():
+                self.types[i] = new
+            self._generation += 1
+            return widenings
+
+    def _lossy_column(self, data: bytes) -> int | None:
+        """A column whose type would take one of ``data``'s values without an error and lose part of it.
+
+        PostgreSQL's date input drops the time of a timestamp, timestamp input drops an offset, and
+        timestamptz input puts a timestamp without one in the session's zone. Only date and time
+        values can do that here, so only their shape is searched for (at C speed; nothing at all
+        without a ``:`` in the window), and the column of each hit is found by counting fields.
+        """
+        if not self._temporal or b":" not in data:
+            return None
+        for hit in _STAMP.finditer(data):
+            zoned = hit.group(1) is not None
+            if not (self._zoned_lossy if zoned else self._naive_lossy):
+                continue
+            start = data.rfind(b"\n", 0, hit.start()) + 1
+            before = data[start : hit.start()]
+            if b'"' in before:
+                if before.count(b'"') % 2:
+                    return self._lossy_by_value(data)  # the record began on an earlier line
+                before = _QUOTED.sub(b"", before)
+            index = before.count(b",") - 1  # the row number comes first
+            if 0 <= index < len(self.types) and self._loses(index, zoned):
+                return index
+        return None
+
+    def _lossy_by_value(self, data: bytes) -> int | None:
+        for record in _records(data):
+            for i, value in enumerate(record[1:]):
+                kind = value_type(value) if value and i < len(self.types) else None
+                if kind in (TIMESTAMP, TIMESTAMPTZ) and self._loses(i, kind == TIMESTAMPTZ):
+                    return i
+        return None
+
+    def _loses(self, index: int, zoned: bool) -> bool:
+        if self.columns[index].pinned:
+            return False
+        kind = self.types[index]
+        return kind == DATE or (kind == TIMESTAMP and zoned) or (kind == TIMESTAMPTZ and not zoned)
+
+    @property
+    def _temporal(self) -> bool:
+        return self._zoned_lossy or self._naive_lossy
+
+    @property
+    def _zoned_lossy(self) -> bool:
+        return any(t in (DATE, TIMESTAMP) and not c.pinned for c, t in zip(self.columns, self.types, strict=True))
+
+    @property
+    def _naive_lossy(self) -> bool:
+        return any(t in (DATE, TIMESTAMPTZ) and not c.pinned for c, t in zip(self.columns, self.types, strict=True))
+
+    def _failing_column(self, error: asyncpg.DataError) -> int | None:
+        """The widenable column PostgreSQL names in ``error`` (COPY's context: ``column <name>: "<value>"``)."""
+        context = getattr(error, "context", None) or ""
+        found = [
+            i
+            for i, c in enumerate(self.columns)
+            if not c.pinned
+            and self.types[i] != TEXT
+            and (f"column {c.name}: " in context or context.endswith(f"column {c.name}"))
+        ]
+        return max(found, key=lambda i: len(self.columns[i].name)) if found else None
+
+    def _cast(self, index: int, new: str) -> str:
+        """How the values already stored become ``new``, as close to the file's own text as the old type kept."""
+        name, old = quote_ident(self.columns[index].name), self.types[index]
+        if old == BOOLEAN and new == TEXT:
+            true_word, false_word = self.columns[index].words or ("true", "false")
+            return f"CASE WHEN {name} THEN {_literal(true_word)} WHEN NOT {name} THEN {_literal(false_word)} END"
+        if old == DATE and new == TIMESTAMPTZ:
+            # As COPY reads a bare date into timestamptz: midnight in the session's zone.
+            return f"{name}::timestamptz"
+        return f"{name}::{new}"
 
     @property
     def _staging(self) -> str:
@@ -250,6 +442,33 @@ class Sink:
     async def _copy_savepoint(self, conn: asyncpg.Connection, records: list[tuple[int, bytes]]) -> None:
         async with conn.transaction():
             await self._copy(conn, b"".join(r for _, r in records))
+
+
+_STAMP = re.compile(
+    rb"-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:\.[0-9]+)?)?(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?"
+)
+"""A date and time as ``value_type`` knows them (from the month on: a literal ``-`` keeps the search fast)."""
+_QUOTED = re.compile(rb'"(?:[^"]|"")*"')
+_SHORT_TYPES = {"timestamp without time zone": "timestamp", "timestamp with time zone": "timestamptz"}
+
+
+def _records(data: bytes) -> list[list[str]]:
+    """The fields of a window's CSV records (row number first); empty and NULL alike are ``""``."""
+    return [r for r in csv.reader(io.StringIO(data.decode("utf-8"), newline="")) if r]
+
+
+def _failing_row(error: asyncpg.DataError, records: list[list[str]]) -> int:
+    """The row number of the record at COPY's ``line N``; the window's first row without one."""
+    found = _LINE.search(getattr(error, "context", None) or "")
+    line = int(found.group(1)) if found else 1
+    return int(records[min(max(line, 1), len(records)) - 1][0]) if records else 0
+
+
+def _literal(word: str) -> str:
+    """A boolean word (letters only, checked) as an SQL string literal."""
+    if not word.isalpha():
+        raise ValueError(f"not a boolean word: {word!r}")
+    return f"'{word}'"
 
 
 def _split(data: bytes) -> list[tuple[int, bytes]]:

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 
 from db.models import Job
-from workers.contracts import MAX_CONCURRENCY, ColumnMapping
+from workers.contracts import MAX_CONCURRENCY, ColumnMapping, ColumnWidening
 
 ShortText = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
@@ -26,6 +26,10 @@ class JobOptionsIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     header: bool | None = None
     sheet: Annotated[str, msgspec.Meta(min_length=1, max_length=255)] | None = None
     mapping: ColumnMapping | None = None
+    strict_types: bool = False
+    """Keep the inferred types: a later value that does not fit rejects its row instead of widening the column."""
+    yes_no_boolean: bool = True
+    """yes/no columns become boolean; false keeps them text."""
 
 
 class JobsIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -54,6 +58,8 @@ class JobRecord(msgspec.Struct):
     finished_at: datetime | None
     cancel_requested: bool = False
     """A cancel was asked for; a running job stops within one window."""
+    widenings: list[ColumnWidening] = []
+    """Columns given a wider type than inferred because a later value did not fit, in the order it happened."""
 
     @classmethod
     def of(cls, job: Job) -> JobRecord:
@@ -77,6 +83,7 @@ class JobRecord(msgspec.Struct):
             started_at=job.started_at,
             finished_at=job.finished_at,
             cancel_requested=job.cancel_requested,
+            widenings=msgspec.convert(job.widenings or [], list[ColumnWidening]),
         )
 
 

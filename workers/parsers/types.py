@@ -63,7 +63,7 @@ class Column(msgspec.Struct, frozen=True):
     header: str
     """As the file's header had it (``col_N`` when the file has no header)."""
     pg_type: str
-    """Inferred from window 0: bigint, numeric, double precision, boolean, date, timestamptz or text."""
+    """Inferred from window 0: bigint, numeric, double precision, boolean, date, timestamp, timestamptz or text."""
 
 
 class Table(msgspec.Struct, frozen=True):
@@ -90,16 +90,21 @@ _TIMESTAMP = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:\.[0-9]{1,6})?)?"
     r"(Z|[+-]([0-9]{2})(?::?([0-9]{2}))?)?"
 )
-_BOOLEANS = frozenset({"true", "false", "t", "f", "yes", "no"})
+_TRUE_WORDS = frozenset({"true", "t", "yes"})
+_FALSE_WORDS = frozenset({"false", "f", "no"})
+_BOOLEANS = _TRUE_WORDS | _FALSE_WORDS
+YES_NO = frozenset({"yes", "no"})
+"""Boolean words a job may keep as text instead (``yes_no_boolean: false``)."""
 _BIGINT_MIN, _BIGINT_MAX = -(2**63), 2**63 - 1
 
 # The kinds a single value can be, and what a column of two kinds widens to.
 BIGINT, NUMERIC, DOUBLE = "bigint", "numeric", "double precision"
-BOOLEAN, DATE, TIMESTAMPTZ, TEXT = "boolean", "date", "timestamptz", "text"
+BOOLEAN, DATE, TIMESTAMP, TIMESTAMPTZ, TEXT = "boolean", "date", "timestamp", "timestamptz", "text"
 _WIDER = {
     frozenset({BIGINT, NUMERIC}): NUMERIC,
     frozenset({BIGINT, DOUBLE}): DOUBLE,
     frozenset({NUMERIC, DOUBLE}): DOUBLE,
+    frozenset({DATE, TIMESTAMP}): TIMESTAMP,
     frozenset({DATE, TIMESTAMPTZ}): TIMESTAMPTZ,
 }
 
@@ -128,7 +133,8 @@ def value_type(value: str) -> str:
         return DATE if _valid_date(value) else TEXT
     found = _TIMESTAMP.fullmatch(value)
     if found and _valid_timestamp(found):
-        return TIMESTAMPTZ
+        # Without an offset the file says nothing about the zone: stored as written.
+        return TIMESTAMPTZ if found.group(5) else TIMESTAMP
     return TEXT
 
 
@@ -150,10 +156,42 @@ def _valid_timestamp(found: re.Match[str]) -> bool:
 
 
 def widen(current: str | None, kind: str) -> str:
-    """The type of a column holding values of type ``current`` and ``kind``."""
+    """The narrowest type holding values of type ``current`` and ``kind`` (a timestamp beside a
+    timestamptz is text: one zone cannot be made up for values the file gave none)."""
     if current is None or current == kind:
         return kind
     return _WIDER.get(frozenset({current, kind}), TEXT)
+
+
+def boolean_words(values: list[str | None]) -> tuple[str, str]:
+    """How ``values`` spell true and false (``("yes", "no")``, ``("True", "False")``…), so a
+    boolean column widened to text gets its words back; lower-case true/false when they do not say."""
+    true_word = false_word = None
+    for value in values:
+        if not value:
+            continue
+        lowered = value.lower()
+        if true_word is None and lowered in _TRUE_WORDS:
+            true_word = value
+        elif false_word is None and lowered in _FALSE_WORDS:
+            false_word = value
+        if true_word is not None and false_word is not None:
+            break
+    return (true_word or _partner(false_word, "true"), false_word or _partner(true_word, "false"))
+
+
+_PARTNERS = {"true": "false", "t": "f", "yes": "no"}
+_PARTNERS.update({v: k for k, v in _PARTNERS.items()})
+
+
+def _partner(word: str | None, default: str) -> str:
+    """The other word of ``word``'s pair, in its case (``No`` for ``Yes``)."""
+    if word is None:
+        return default
+    other = _PARTNERS[word.lower()]
+    if word.isupper():
+        return other.upper()
+    return other.capitalize() if word[0].isupper() else other
 
 
 def infer_types(rows: list[list[str | None]], columns: int) -> list[str]:
@@ -162,9 +200,11 @@ def infer_types(rows: list[list[str | None]], columns: int) -> list[str]:
     Policy: integers in bigint range → bigint; plain decimals (and larger integers) of up to 38
     digits → numeric (exact); exponent notation → double precision (numeric beside it widens to
     double precision); true/false/t/f/yes/no in any case → boolean; ISO ``YYYY-MM-DD`` → date;
-    ISO 8601 date and time (``T`` or space, optional seconds, fraction and zone) → timestamptz
-    (dates beside timestamps widen to timestamptz); anything else → text. Empty and None values
-    are ignored; a column with no values at all is text. Rows shorter than ``columns`` are fine.
+    ISO 8601 date and time (``T`` or space, optional seconds and fraction) → timestamp (without
+    time zone, as written), with an offset or ``Z`` → timestamptz (dates beside either widen to
+    it; timestamps with and without an offset together are text); anything else → text. Empty
+    and None values are ignored; a column with no values at all is text. Rows shorter than
+    ``columns`` are fine.
     """
     types: list[str] = []
     for index in range(columns):

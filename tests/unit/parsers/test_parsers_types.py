@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from workers.parsers import infer_types, sanitize_columns
-from workers.parsers.types import looks_like_header, value_type
+from workers.parsers.types import boolean_words, looks_like_header, value_type, widen
 
 
 @pytest.mark.parametrize(
@@ -39,7 +39,11 @@ from workers.parsers.types import looks_like_header, value_type
         ("0000-01-01", "text"),
         ("01/02/2024", "text"),
         ("2024-01-02T03:04:05Z", "timestamptz"),
-        ("2024-01-02 03:04", "timestamptz"),
+        ("2024-01-02 03:04", "timestamp"),
+        ("2014-09-02 13:40:36", "timestamp"),
+        ("2014-09-02T13:40:36.5", "timestamp"),
+        ("2014-09-02 13:40:36Z", "timestamptz"),
+        ("2014-09-02 13:40:36-07", "timestamptz"),
         ("2024-01-02T03:04:05.123456+02:00", "timestamptz"),
         ("2024-01-02T03:04:05+0530", "timestamptz"),
         ("2024-01-02T24:00:00", "text"),
@@ -61,12 +65,62 @@ def test_infer_types_widens_and_ignores_empty_values() -> None:
         "bigint",
         "numeric",
         "double precision",
-        "timestamptz",
+        "timestamp",
         "boolean",
         "text",
         "text",
         "text",
     ]
+
+
+def test_timestamps_keep_what_the_file_says_about_zones() -> None:
+    rows: list[list[str | None]] = [
+        ["2024-01-01", "2024-01-01", "2024-01-01 10:00:00", "2024-01-01 10:00:00+02"],
+        ["2024-01-02 10:00:00", "2024-01-02T10:00:00Z", "2024-01-02 11:00:00", "2024-01-02 11:00:00Z"],
+    ]
+    assert infer_types(rows, 4) == ["timestamp", "timestamptz", "timestamp", "timestamptz"]
+    assert infer_types([["2024-01-01 10:00"], ["2024-01-01 10:00Z"]], 1) == ["text"]
+
+
+@pytest.mark.parametrize(
+    ("current", "value", "expected"),
+    [
+        ("bigint", "1.5", "numeric"),
+        ("bigint", "99999999999999999999", "numeric"),
+        ("bigint", "1e5", "double precision"),
+        ("bigint", "other", "text"),
+        ("numeric", "1e5", "double precision"),
+        ("numeric", "n/a", "text"),
+        ("double precision", "x", "text"),
+        ("double precision", "7", "double precision"),
+        ("boolean", "maybe", "text"),
+        ("boolean", "1", "text"),
+        ("date", "2024-01-01 10:00", "timestamp"),
+        ("date", "2024-01-01 10:00+01", "timestamptz"),
+        ("timestamp", "2024-01-01", "timestamp"),
+        ("timestamp", "2024-01-01 10:00Z", "text"),
+        ("timestamptz", "2024-01-01 10:00", "text"),
+        ("date", "soon", "text"),
+    ],
+)
+def test_widening_goes_to_the_narrowest_type_holding_both(current: str, value: str, expected: str) -> None:
+    assert widen(current, value_type(value)) == expected
+
+
+@pytest.mark.parametrize(
+    ("values", "words"),
+    [
+        (["yes", "no", "yes"], ("yes", "no")),
+        ([None, "False", "True"], ("True", "False")),
+        (["Yes"], ("Yes", "No")),
+        (["NO", ""], ("YES", "NO")),
+        (["t", "f"], ("t", "f")),
+        (["F"], ("T", "F")),
+        ([], ("true", "false")),
+    ],
+)
+def test_boolean_words_are_the_files_own(values: list[str | None], words: tuple[str, str]) -> None:
+    assert boolean_words(values) == words
 
 
 def test_infer_types_short_rows_and_no_rows() -> None:

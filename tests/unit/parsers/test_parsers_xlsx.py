@@ -100,7 +100,7 @@ def test_typed_values_become_postgresql_text(typed: str) -> None:
         ("age", "bigint"),
         ("score", "numeric"),
         ("born", "date"),
-        ("seen", "timestamptz"),
+        ("seen", "timestamp"),
         ("active", "boolean"),
         ("note", "text"),
     ]
