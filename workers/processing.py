@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import os
 import shutil
@@ -224,10 +225,16 @@ async def _process(c: Clients, run: JobRun) -> None:
     async with _opened(c, run) as (table, windows):
         if not table.columns:
             raise Malformed("the file is empty: it has no records to store")
-        columns = plan_columns(table, run.options.mapping)
+        # Window 0 carries the inference sample (parsed again on every attempt, committed or not).
+        first = await asyncio.to_thread(next, windows, None)
+        sample = (first.rows or []) if first is not None else []
+        options = run.options
+        columns = plan_columns(
+            table, options.mapping, sample, strict=options.strict_types, yes_no_boolean=options.yes_no_boolean
+        )
         sink = Sink(c.pool, c.settings.dataset_schema, dataset_table(run.file_id), run.staging, run.job_id, columns)
-        if not committed:
-            await sink.create()
+        await sink.open(fresh=not committed)
+        windows = itertools.chain([first] if first is not None else [], windows)
         watcher = asyncio.create_task(_watch_cancel(c, run))
         try:
             await _pipeline(c, run, sink, windows, committed)
@@ -293,6 +300,11 @@ async def _write(c: Clients, run: JobRun, sink: Sink, conn: asyncpg.Connection, 
     result = await sink.write(
         conn, window.index, window.copy_data, stored_rows, window.rejects, window.bytes_read, run.progress()
     )
+    for widening in result.widenings:
+        p = run.progress()
+        event = run.event("widened", JobState.processing, progress=p.progress, rate=p.rate, eta_s=p.eta_s)
+        await _publish(c, run, msgspec.structs.replace(event, widening=widening))
+        log.info("column widened", extra={"job_id": str(run.job_id), **msgspec.structs.asdict(widening)})
     if result.already_committed:
         return
     run.rows_ok += result.rows_ok
