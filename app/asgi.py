@@ -23,6 +23,7 @@ from app.events.fanout import EventChannels
 from app.files.batch import upload_batch
 from app.files.controller import FileController
 from app.files.routing import filename_segment_middleware
+from app.idle import idle_body_timeout
 from app.jobs.controller import JobController
 from app.logs import configure_logging
 from app.ops.controller import OpsController
@@ -62,6 +63,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
         middleware=[
             prometheus.middleware,
             DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS, exclude_from_auth_key="exclude_from_auth"),
+            idle_body_timeout(settings.body_idle_timeout),
         ],
         dependencies={
             "db_session": Provide(provide_db_session),

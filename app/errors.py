@@ -32,6 +32,10 @@ class Conflict(ServiceError):
     status_code = 409
 
 
+class RequestTimeout(ServiceError):
+    status_code = 408
+
+
 class Gone(ServiceError):
     status_code = 410
 

@@ -62,8 +62,12 @@ class Settings:
     """Default chunk size of chunked upload sessions."""
     max_chunk_size: int = 64 * MiB
     """Largest chunk size a session may ask for: the API holds one whole chunk per request in memory."""
-    chunk_memory: int = 64 * MiB
-    """Bytes of chunks one API process holds at once; further chunk requests wait before their body is read."""
+    upload_memory: int = 64 * MiB
+    """Bytes of upload buffers (single-shot and batch parts, chunks) one API process holds at once, taken
+    in slices as bytes arrive; beyond it requests wait for a slice (TCP holds their clients back).
+    At least ``max_chunk_size`` and ``part_size``. Replaces ``SLUICE_CHUNK_MEMORY``, still read when this is unset."""
+    body_idle_timeout: float = 60.0
+    """Seconds an upload's request body may go without a byte arriving before the request ends with 408."""
     window_rows: int = 1000
     """Rows per processing window."""
     max_concurrency: int = 5
@@ -111,6 +115,13 @@ class Settings:
             raise ValueError("SLUICE_UPLOAD_PARALLEL_PARTS and SLUICE_MAX_FILE_SIZE must be positive")
         if self.heartbeat <= 0 or self.shutdown_grace < 0:
             raise ValueError("SLUICE_HEARTBEAT must be more than 0 seconds and SLUICE_SHUTDOWN_GRACE 0 or more")
+        if self.upload_memory < max(self.max_chunk_size, self.part_size):
+            raise ValueError(
+                "SLUICE_UPLOAD_MEMORY must be at least SLUICE_MAX_CHUNK_SIZE and SLUICE_PART_SIZE "
+                f"({max(self.max_chunk_size, self.part_size)}): a whole chunk or part is held before it is stored"
+            )
+        if self.body_idle_timeout <= 0:
+            raise ValueError("SLUICE_BODY_IDLE_TIMEOUT must be more than 0 seconds")
         # The schema name reaches DDL and a security-definer function: only a plain name of its own.
         schema = self.dataset_schema
         if not is_plain_identifier(schema) or schema in RESERVED_SCHEMAS or schema.startswith("pg_"):
@@ -125,6 +136,8 @@ class Settings:
     def from_env(cls, **overrides: Any) -> Settings:
         """Build settings from the environment; keyword arguments win over it."""
         values = {f.name: _env(f.name, f.default) for f in dataclasses.fields(cls)}
+        if "SLUICE_UPLOAD_MEMORY" not in os.environ and "SLUICE_CHUNK_MEMORY" in os.environ:
+            values["upload_memory"] = int(os.environ["SLUICE_CHUNK_MEMORY"])
         values.update(overrides)
         return cls(**values)
 

@@ -23,7 +23,7 @@ from litestar.params import Parameter
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
 from app.auth import Principal
-from app.errors import ServiceError, Unprocessable, UnsupportedType
+from app.errors import RequestTimeout, ServiceError, Unprocessable, UnsupportedType
 from app.files.controller import provide_file_service
 from app.files.schemas import FileRecord
 from app.files.service import FileService, Incoming, check_sha256
@@ -111,6 +111,9 @@ class BatchService:
         try:
             incoming = Incoming(filename=name, body=body, sha256=check_sha256(sha256, "the sha256 field"), process=process)
             file = await self.files.receive(owner, incoming)
+        except RequestTimeout:
+            # The body stopped arriving, so no later part will: the request ends as a whole.
+            raise
         except ServiceError as exc:
             return BatchItem(filename=name, status="failed", status_code=exc.status_code, detail=exc.detail)
         except StorageError:

@@ -14,6 +14,7 @@ from litestar.response import Stream
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
+from app.budget import upload_memory
 from app.errors import Unprocessable
 from app.files.routing import decode_filename
 from app.files.schemas import FilePage, FileRecord
@@ -24,7 +25,8 @@ from db.storage import ObjectStore
 
 
 def provide_file_service(db_session: AsyncSession, store: ObjectStore, settings: Settings, state: State) -> FileService:
-    return FileService(db_session, store, settings, provide_job_service(db_session, settings, state))
+    jobs = provide_job_service(db_session, settings, state)
+    return FileService(db_session, store, settings, jobs, memory=upload_memory(state, settings))
 
 
 class FileController(Controller):

@@ -17,8 +17,9 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
-from app.errors import Gone, NotFound, PayloadTooLarge, Unprocessable, UnsupportedType
-from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, TAIL_BYTES, confirm, detect
+from app.budget import UploadMemory
+from app.errors import Gone, NotFound, PayloadTooLarge, RequestTimeout, Unprocessable, UnsupportedType
+from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, detect
 from app.files.naming import sanitize_filename
 from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
 from db.models import File, FileKind, FileStatus
@@ -44,10 +45,6 @@ class Incoming:
     process: bool = True
 
 
-class NotAccepted(Exception):
-    """The whole body turned out not to be a type Sluice accepts (a ZIP that is not a workbook)."""
-
-
 def storage_key(owner_id: uuid.UUID, file_id: uuid.UUID) -> str:
     return f"files/{owner_id}/{file_id}"
 
@@ -60,12 +57,19 @@ def check_sha256(value: str | None, header: str) -> str | None:
 
 class FileService:
     def __init__(
-        self, session: AsyncSession, store: ObjectStore, settings: Settings, jobs: JobService | None = None
+        self,
+        session: AsyncSession,
+        store: ObjectStore,
+        settings: Settings,
+        jobs: JobService | None = None,
+        *,
+        memory: UploadMemory,
     ) -> None:
         self.session = session
         self.store = store
         self.settings = settings
         self.jobs = jobs
+        self.memory = memory
         self.job_ids: dict[uuid.UUID, uuid.UUID] = {}
         """File id → the job that storing it created (committed with the stored file)."""
 
@@ -107,21 +111,18 @@ class FileService:
             part_size=self.settings.part_size,
             parallel=self.settings.upload_parallel_parts,
             limit=limit,
-            keep_tail=TAIL_BYTES if found.provisional else 0,
+            memory=self.memory,
+            owner=owner.owner_id,
         )
         try:
             await writer.write(head)
             if body is not None:
                 async for data in body:
                     await writer.write(data)
-            if writer.tail is not None and (refusal := confirm(writer.tail.value(), writer.size)) is not None:
-                raise NotAccepted(refusal)
             digest = await writer.finish(incoming.sha256)
         except BaseException as exc:
             await writer.abort()
             await self._fail(file, writer.size, _reason(exc))
-            if isinstance(exc, NotAccepted):
-                raise UnsupportedType(str(exc)) from exc
             if isinstance(exc, TooLarge):
                 raise PayloadTooLarge(str(exc) + "; use a smaller file", limit=limit) from exc
             if isinstance(exc, ChecksumMismatch):
@@ -217,7 +218,7 @@ def _chunks(stream: object) -> Iterator[bytes]:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, (TooLarge, ChecksumMismatch, NotAccepted)):
+    if isinstance(exc, (TooLarge, ChecksumMismatch, RequestTimeout)):
         return str(exc)
     if isinstance(exc, asyncio.CancelledError):
         return "the client disconnected before the whole file arrived"

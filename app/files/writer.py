@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+from collections.abc import Hashable
 
 from anyio import to_thread
 
-from app.files.detect import Tail
+from app.budget import PartBuffer, UploadMemory
 from db.storage import ObjectStore, PartInfo
 
 
@@ -32,6 +33,8 @@ class PartWriter:
 
     A body that fits in one part is sent with a single PUT; anything larger becomes a multipart
     upload, which ``abort`` (or a failed ``finish``) releases so nothing half-written remains.
+    Part buffers are paid for from ``memory`` (for ``owner``) as bytes arrive and given back once
+    the part is in the store.
     """
 
     def __init__(
@@ -43,7 +46,8 @@ class PartWriter:
         part_size: int,
         parallel: int,
         limit: int,
-        keep_tail: int = 0,
+        memory: UploadMemory,
+        owner: Hashable,
     ):
         self._store = store
         self._key = key
@@ -51,14 +55,13 @@ class PartWriter:
         self._part_size = part_size
         self._limit = limit
         self._slots = asyncio.Semaphore(parallel)
-        self._buffer: list[bytes] = []
-        self._buffered = 0
+        self._memory = memory
+        self._owner = owner
+        self._part: PartBuffer | None = None
         self._hash = hashlib.sha256()
         self._upload_id: str | None = None
         self._tasks: list[asyncio.Task[PartInfo]] = []
         self.size = 0
-        self.tail = Tail(keep_tail) if keep_tail else None
-        """The body's last ``keep_tail`` bytes, for a verdict on the type that needs its end (a ZIP's)."""
 
     async def write(self, data: bytes) -> None:
         if not data:
@@ -67,20 +70,15 @@ class PartWriter:
         if self.size > self._limit:
             raise TooLarge(self._limit)
         self._hash.update(data)
-        if self.tail is not None:
-            self.tail.feed(data)
-        self._buffer.append(data)
-        self._buffered += len(data)
-        while self._buffered >= self._part_size:
-            # Split only the last chunk, so a part costs one copy (the join), not three.
-            excess = self._buffered - self._part_size
-            rest: list[bytes] = []
-            if excess:
-                last = self._buffer[-1]
-                self._buffer[-1], rest = last[:-excess], [last[-excess:]]
-            part = b"".join(self._buffer)
-            self._buffer, self._buffered = rest, excess
-            await self._send(part)
+        rest = memoryview(data)
+        while rest:
+            if self._part is None:
+                self._part = PartBuffer(self._memory.claim(self._owner, self._part_size))
+            taken = await self._part.fill(rest)
+            rest = rest[taken:]
+            if self._part.full:
+                part, self._part = self._part, None
+                await self._send(part)
 
     async def finish(self, expected_sha256: str | None = None) -> str:
         """Flush, verify and publish the object; returns the SHA-256 hex of its bytes."""
@@ -88,13 +86,17 @@ class PartWriter:
         if expected_sha256 is not None and not hmac.compare_digest(digest, expected_sha256.lower()):
             await self.abort()
             raise ChecksumMismatch(expected_sha256, digest)
-        tail = b"".join(self._buffer)
-        self._buffer, self._buffered = [], 0
+        last, self._part = self._part, None
         if self._upload_id is None:
-            await to_thread.run_sync(self._store.put, self._key, tail, self._content_type)
+            try:
+                with last.view() if last is not None else memoryview(b"") as data:
+                    await to_thread.run_sync(self._store.put, self._key, data, self._content_type)
+            finally:
+                if last is not None:
+                    last.close()
             return digest
-        if tail:
-            await self._send(tail)
+        if last is not None:
+            await self._send(last)
         try:
             parts = await asyncio.gather(*self._tasks)
             await to_thread.run_sync(self._store.complete, self._key, self._upload_id, list(parts))
@@ -109,24 +111,32 @@ class PartWriter:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        self._buffer, self._buffered = [], 0
+        if self._part is not None:
+            part, self._part = self._part, None
+            part.close()
         if self._upload_id is not None:
             upload_id, self._upload_id = self._upload_id, None
             await asyncio.shield(to_thread.run_sync(self._store.abort, self._key, upload_id))
 
-    async def _send(self, data: bytes) -> None:
-        if self._upload_id is None:
-            self._upload_id = await to_thread.run_sync(self._store.create, self._key, self._content_type)
-        failed = next((t for t in self._tasks if t.done() and t.exception()), None)
-        if failed is not None:
-            raise failed.exception()  # type: ignore[misc]
-        await self._slots.acquire()
+    async def _send(self, part: PartBuffer) -> None:
+        try:
+            if self._upload_id is None:
+                self._upload_id = await to_thread.run_sync(self._store.create, self._key, self._content_type)
+            failed = next((t for t in self._tasks if t.done() and t.exception()), None)
+            if failed is not None:
+                raise failed.exception()  # type: ignore[misc]
+            await self._slots.acquire()
+        except BaseException:
+            part.close()
+            raise
         number = len(self._tasks) + 1
-        self._tasks.append(asyncio.create_task(self._put(number, data)))
+        self._tasks.append(asyncio.create_task(self._put(number, part)))
 
-    async def _put(self, number: int, data: bytes) -> PartInfo:
+    async def _put(self, number: int, part: PartBuffer) -> PartInfo:
         try:
             assert self._upload_id is not None
-            return await to_thread.run_sync(self._store.put_part, self._key, self._upload_id, number, data)
+            with part.view() as data:
+                return await to_thread.run_sync(self._store.put_part, self._key, self._upload_id, number, data)
         finally:
+            part.close()
             self._slots.release()

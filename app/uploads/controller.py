@@ -12,11 +12,12 @@ from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
+from app.budget import upload_memory
 from app.errors import Unprocessable
 from app.files.service import check_sha256
 from app.jobs.service import JobService
 from app.uploads.schemas import ChunkRecord, CompletedUpload, SessionIn, SessionRecord
-from app.uploads.service import ChunkBudget, UploadService
+from app.uploads.service import UploadService
 from db.settings import Settings
 from db.storage import ObjectStore
 
@@ -26,11 +27,7 @@ def provide_upload_service(
 ) -> UploadService:
     resources = state.resources
     jobs = JobService(db_session, settings, resources.broker, resources.redis)
-    budget = state.get("chunk_budget")
-    if budget is None:
-        # One per process (per app): every request of every session draws on it.
-        budget = state["chunk_budget"] = ChunkBudget(settings.chunk_memory)
-    return UploadService(db_session, store, settings, resources.redis, jobs, budget)
+    return UploadService(db_session, store, settings, resources.redis, jobs, upload_memory(state, settings))
 
 
 UploadId = Annotated[uuid.UUID, Parameter(description="The id POST /api/v1/uploads answered")]

@@ -8,7 +8,6 @@ from the state check to the commit, so two concurrent completes assemble the obj
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import logging
@@ -16,7 +15,6 @@ import math
 import mimetypes
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 
 from anyio import to_thread
@@ -26,8 +24,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
+from app.budget import PartBuffer, UploadMemory
 from app.errors import Conflict, Gone, NotFound, PayloadTooLarge, ServiceError, Unprocessable, UnsupportedType
-from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, TAIL_BYTES, Detected, confirm, detect
+from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, Detected, detect
 from app.files.naming import sanitize_filename
 from app.files.service import check_sha256, storage_key
 from app.jobs.service import JobService
@@ -46,29 +45,6 @@ MAX_CHUNKS = 10_000
 VERIFY_READ = 8 * MiB
 MAX_LIFETIME_TTLS = 2
 """Chunks extend a session's life, up to this many TTLs after it started (48 h by default)."""
-
-
-class ChunkBudget:
-    """Caps the bytes of chunks one API process holds at once, whatever the number of sessions:
-    a chunk request waits here before its body is read, so TCP holds the client back meanwhile."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._used = 0
-        self._changed = asyncio.Condition()
-
-    @asynccontextmanager
-    async def hold(self, size: int) -> AsyncIterator[None]:
-        size = min(size, self._limit)
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._used + size <= self._limit)
-            self._used += size
-        try:
-            yield
-        finally:
-            async with self._changed:
-                self._used -= size
-                self._changed.notify_all()
 
 
 def plan_chunks(size: int, requested: int | None, settings: Settings) -> tuple[int, int]:
@@ -121,14 +97,14 @@ class UploadService:
         settings: Settings,
         redis: Redis,
         jobs: JobService,
-        budget: ChunkBudget,
+        memory: UploadMemory,
     ) -> None:
         self.session = session
         self.store = store
         self.settings = settings
         self.redis = redis
         self.jobs = jobs
-        self.budget = budget
+        self.memory = memory
 
     async def create(self, owner: Principal, data: SessionIn) -> SessionRecord:
         chunk, total = plan_chunks(data.size, data.chunk_size, self.settings)
@@ -190,8 +166,9 @@ class UploadService:
         expected = chunk_length(upload, index)
         if declared_size is not None and declared_size != expected:
             raise Unprocessable(f"chunk {index} must be exactly {expected} bytes; Content-Length says {declared_size}")
-        async with self.budget.hold(expected):
-            part, digest, detected = await self._receive_chunk(upload, index, body, expected, sha256)
+        # Memory is paid as the chunk's bytes arrive, shared with every other upload of the process.
+        async with PartBuffer(self.memory.claim(owner.owner_id, expected)) as buffer:
+            part, digest, detected = await self._receive_chunk(upload, index, body, buffer, sha256)
 
         values: dict[str, object] = {"expires_at": self._new_expiry(upload.created_at), "updated_at": func.now()}
         if detected is not None:
@@ -228,10 +205,16 @@ class UploadService:
         return ChunkRecord(index=index, size=expected, sha256=digest, received=received, total_chunks=upload.total_chunks)
 
     async def _receive_chunk(
-        self, upload: UploadSession, index: int, body: AsyncIterator[bytes], expected: int, sha256: str | None
+        self, upload: UploadSession, index: int, body: AsyncIterator[bytes], buffer: PartBuffer, sha256: str | None
     ) -> tuple[PartInfo, str, Detected | None]:
         """Read, check and store one chunk as its S3 part; nothing is recorded yet."""
-        data = await _read_exactly(body, expected, index)
+        await _read_exactly(body, buffer, index)
+        with buffer.view() as data:
+            return await self._store_chunk(upload, index, data, sha256)
+
+    async def _store_chunk(
+        self, upload: UploadSession, index: int, data: memoryview, sha256: str | None
+    ) -> tuple[PartInfo, str, Detected | None]:
         digest = await to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
         if sha256 is not None and not hmac.compare_digest(digest, sha256):
             raise Unprocessable(
@@ -283,13 +266,6 @@ class UploadService:
         if existing is None or existing.size != upload.size:
             parts = [PartInfo(c.index + 1, c.etag) for c in chunks]
             await to_thread.run_sync(self.store.complete, upload.storage_key, upload.s3_upload_id, parts)
-        if upload.kind == FileKind.xlsx:
-            # Chunk 0 only showed an OOXML ZIP; the central directory at its end says if it is a workbook.
-            refusal = await to_thread.run_sync(self._zip_refusal, upload)
-            if refusal is not None:
-                await to_thread.run_sync(self.store.delete, upload.storage_key)
-                await self._set_state(upload, SessionState.failed, refusal)
-                raise UnsupportedType(f"{refusal}. The file was deleted and the upload session closed.")
         if upload.sha256 is not None:
             digest = await to_thread.run_sync(self._object_sha256, upload.storage_key)
             if not hmac.compare_digest(digest, upload.sha256):
@@ -420,17 +396,6 @@ class UploadService:
         now = datetime.now(UTC)
         return min(now + ttl, (started or now) + MAX_LIFETIME_TTLS * ttl)
 
-    def _zip_refusal(self, upload: UploadSession) -> str | None:
-        """The detector's final verdict on an assembled ZIP, from a range read of its last bytes."""
-        start = max(upload.size - TAIL_BYTES, 0)
-        stream = self.store.open(upload.storage_key, start, upload.size - start)
-        try:
-            tail = stream.read()
-        finally:
-            stream.close()
-            stream.release_conn()  # type: ignore[attr-defined]
-        return confirm(tail, upload.size)
-
     def _object_sha256(self, key: str) -> str:
         """Reads the assembled object back once, in bounded pieces (a full GET: about 1 s per GiB)."""
         digest = hashlib.sha256()
@@ -475,24 +440,19 @@ class UploadService:
             log.warning("could not publish upload event", extra={"upload_id": str(upload.id), "error": str(exc)})
 
 
-async def _read_exactly(body: AsyncIterator[bytes], expected: int, index: int) -> bytearray:
-    """The whole chunk, refusing it as soon as more than ``expected`` bytes arrive.
+async def _read_exactly(body: AsyncIterator[bytes], buffer: PartBuffer, index: int) -> None:
+    """Fill ``buffer`` with the whole chunk, refusing it as soon as more bytes arrive than it holds.
 
-    The body is copied once into a buffer of the chunk's size, which goes to S3 as it is: one
-    chunk in memory per request, not a list of pieces plus their join.
+    The body is copied once into the buffer, which goes to S3 as it is: one chunk in memory per
+    request, not a list of pieces plus their join.
     """
-    buffer = bytearray(expected)
-    received = 0
-    with memoryview(buffer) as view:
-        async for data in body:
-            end = received + len(data)
-            if end > expected:
-                raise Unprocessable(f"chunk {index} must be exactly {expected} bytes; more arrived")
-            view[received:end] = data
-            received = end
-    if received != expected:
-        raise Unprocessable(f"chunk {index} must be exactly {expected} bytes; {received} arrived")
-    return buffer
+    expected = buffer.capacity
+    async for data in body:
+        if buffer.length + len(data) > expected:
+            raise Unprocessable(f"chunk {index} must be exactly {expected} bytes; more arrived")
+        await buffer.fill(memoryview(data))
+    if buffer.length != expected:
+        raise Unprocessable(f"chunk {index} must be exactly {expected} bytes; {buffer.length} arrived")
 
 
 def _round_up(value: int, step: int) -> int:

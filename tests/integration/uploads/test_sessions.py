@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app.errors import Unprocessable
 from app.resources import Resources
-from app.uploads.service import ChunkBudget, plan_chunks
+from app.uploads.service import plan_chunks
 from db.models import File, Job, UploadChunk, UploadSession
 from db.settings import Settings
 from db.storage import PartInfo
@@ -304,26 +304,8 @@ async def test_progress_events_are_published(client: httpx.AsyncClient, resource
     assert [e.seq for e in events] == sorted(e.seq for e in events)
 
 
-async def test_chunk_budget_caps_bytes_held_at_once() -> None:
-    budget = ChunkBudget(10)
-    held: list[int] = []
-    peak = 0
-
-    async def chunk(size: int) -> None:
-        nonlocal peak
-        async with budget.hold(size):
-            held.append(size)
-            peak = max(peak, sum(held))
-            await asyncio.sleep(0.01)
-            held.remove(size)
-
-    await asyncio.gather(*(chunk(size) for size in (4, 4, 4, 6, 3, 10, 1)))
-    assert peak <= 10
-    assert held == []
-
-
 async def test_small_chunk_budget_queues_chunks_without_errors(resources: Resources, key: str) -> None:
-    server = ApiServer(resources.settings.replace(chunk_memory=CHUNK + 1))
+    server = ApiServer(resources.settings.replace(upload_memory=CHUNK + 1, max_chunk_size=CHUNK))
     try:
         async with httpx.AsyncClient(base_url=server.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
             session = await start(http, DATA, process=False)

@@ -1,0 +1,205 @@
+"""One memory budget for the bytes every upload route holds (single-shot, batch parts, chunks).
+
+A request takes memory only when it has bytes to keep, one slice (``GRAIN``) at a time, and gives
+it back as soon as those bytes are in the object store. A client that announces 64 MiB and stalls
+holds what it sent, rounded up to a slice, not what it announced. The bytes themselves live in
+``PartBuffer``s: anonymous memory maps whose pages are committed as they are written and returned
+to the kernel when closed, so the process's RSS follows the budget instead of staying at its peak
+in malloc arenas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import mmap
+from collections import Counter
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from litestar.datastructures import State
+
+from db.settings import MiB, Settings
+
+GRAIN = MiB
+"""Unit in which claims grow: small uploads take one, a stalled one holds at most what it sent plus one."""
+
+
+class UploadMemory:
+    """Bytes of upload buffers one API process holds at once, shared fairly between owners.
+
+    Fairness: a freed slice goes to the waiting owner that holds the least (first come, first
+    served within an owner), so one owner's many or greedy requests cannot keep another's out.
+
+    No deadlock: a chunk is sent to the store only when it is whole, so its claim grows while it
+    already holds memory. Two half-filled chunks could then each wait for the other's memory
+    forever. A slice is therefore granted only when, after the grant, every claim could still grow
+    to its full size in some order (the banker's algorithm, with one resource); a claim that cannot
+    have its slice yet waits without holding up other owners' claims that can.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._claims: set[Claim] = set()
+        self._owners: Counter[Hashable] = Counter()
+        self._waiters: list[_Waiter] = []
+        self._order = itertools.count()
+
+    def claim(self, owner: Hashable, size: int) -> Claim:
+        """A claim on up to ``size`` bytes for one buffer of ``owner``; it holds nothing yet."""
+        if not 0 < size <= self.limit:
+            raise ValueError(f"a claim must be 1 to {self.limit} bytes, not {size}")
+        return Claim(self, owner, size)
+
+    def held_by(self, owner: Hashable) -> int:
+        return self._owners[owner]
+
+    async def _grow(self, claim: Claim, step: int) -> None:
+        waiter = _Waiter(claim, step, next(self._order), asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        self._pump()
+        try:
+            await waiter.granted
+        finally:
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
+                # A waiter that leaves may have been what kept others from a safe grant.
+                self._pump()
+
+    def _release(self, claim: Claim) -> None:
+        if claim.held:
+            self.used -= claim.held
+            self._owners[claim.owner] -= claim.held
+            if self._owners[claim.owner] <= 0:
+                del self._owners[claim.owner]
+            claim.held = 0
+        self._claims.discard(claim)
+        self._pump()
+
+    def _pump(self) -> None:
+        """Grant every waiting slice that can be granted, least-holding owner first."""
+        granted = True
+        while granted and self._waiters:
+            granted = False
+            for waiter in sorted(self._waiters, key=lambda w: (self._owners[w.claim.owner], w.order)):
+                if waiter.granted.done():
+                    self._waiters.remove(waiter)
+                    continue
+                if self._grantable(waiter.claim, waiter.step):
+                    self._waiters.remove(waiter)
+                    # Counted now, not when the task resumes: a request cancelled in between
+                    # still holds the slice, and its claim's release gives it back.
+                    claim = waiter.claim
+                    claim.held += waiter.step
+                    self.used += waiter.step
+                    self._owners[claim.owner] += waiter.step
+                    self._claims.add(claim)
+                    waiter.granted.set_result(None)
+                    granted = True
+                    break
+
+    def _grantable(self, claim: Claim, step: int) -> bool:
+        free = self.limit - self.used - step
+        if free < 0:
+            return False
+        # Is there an order in which every claim can reach its size? Claims that need no more
+        # memory give theirs back by themselves; then the smallest remaining need goes first.
+        needs = []
+        for other in self._claims | {claim}:
+            held = other.held + (step if other is claim else 0)
+            need = other.size - held
+            if need == 0:
+                free += held
+            else:
+                needs.append((need, held))
+        for need, held in sorted(needs):
+            if need > free:
+                return False
+            free += held
+        return True
+
+
+@dataclass(eq=False, slots=True)
+class Claim:
+    """Memory for one buffer of at most ``size`` bytes, taken a slice at a time as bytes arrive."""
+
+    memory: UploadMemory
+    owner: Hashable
+    size: int
+    held: int = 0
+
+    async def cover(self, nbytes: int) -> None:
+        """Hold at least ``nbytes`` (at most ``size``), waiting for slices while the budget is spent."""
+        while self.held < nbytes:
+            await self.memory._grow(self, min(GRAIN - self.held % GRAIN, self.size - self.held))
+
+    def release(self) -> None:
+        """Give everything back; safe to call more than once."""
+        self.memory._release(self)
+
+
+@dataclass(eq=False, slots=True)
+class _Waiter:
+    claim: Claim
+    step: int
+    order: int
+    granted: asyncio.Future[None] = field(repr=False)
+
+
+class PartBuffer:
+    """Up to ``claim.size`` bytes in an anonymous memory map, paid for from the claim as they arrive."""
+
+    def __init__(self, claim: Claim) -> None:
+        self.claim = claim
+        self.length = 0
+        self._map = mmap.mmap(-1, claim.size)
+        self._view = memoryview(self._map)
+
+    @property
+    def capacity(self) -> int:
+        return self.claim.size
+
+    @property
+    def full(self) -> bool:
+        return self.length == self.claim.size
+
+    async def fill(self, data: memoryview) -> int:
+        """Copy as much of ``data`` as fits; returns how many bytes were taken."""
+        taken = min(len(data), self.claim.size - self.length)
+        end = self.length + taken
+        await self.claim.cover(end)
+        self._view[self.length : end] = data[:taken]
+        self.length = end
+        return taken
+
+    def view(self) -> memoryview:
+        """The bytes written so far; release it (``with``) before ``close``."""
+        return self._view[: self.length]
+
+    def close(self) -> None:
+        """Unmap the pages and give the memory back to the budget; safe to call more than once."""
+        self._view.release()
+        try:
+            self._map.close()
+        except BufferError:
+            # A view is still alive somewhere (a traceback): the pages go when it does.
+            pass
+        self.claim.release()
+
+    async def __aenter__(self) -> PartBuffer:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def upload_memory(state: State, settings: Settings) -> UploadMemory:
+    """The process's one budget (per app), made on first use."""
+    memory: UploadMemory | None = state.get("upload_memory")
+    if memory is None:
+        memory = state["upload_memory"] = UploadMemory(settings.upload_memory)
+    return memory

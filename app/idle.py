@@ -1,0 +1,69 @@
+"""Ends a request whose body stops arriving: ``SLUICE_BODY_IDLE_TIMEOUT`` without a byte answers 408.
+
+The clock runs only while the app waits for the client's next bytes, never while the client waits
+for the app (for upload memory, or for the store): a slow server is not the client's fault. The
+timeout surfaces in the handler as ``RequestTimeout`` raised where it reads the body, so each upload
+route's own failure path runs (its multipart upload aborted, its memory released, its record failed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.errors import RequestTimeout
+
+
+def idle_body_timeout(timeout: float) -> type:
+    """Litestar middleware (an ASGI app factory) for ``timeout`` seconds."""
+
+    class IdleBodyTimeout:
+        def __init__(self, app: ASGIApp) -> None:
+            self.app = app
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != "http":
+                await self.app(scope, receive, send)
+                return
+            body = _Body(receive, timeout)
+
+            async def send_closing(message: Message) -> None:
+                # The rest of a stalled body will not come: the connection is not reused.
+                if body.timed_out and message["type"] == "http.response.start":
+                    message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
+                await send(message)
+
+            await self.app(scope, body.receive, send_closing)
+
+    return IdleBodyTimeout
+
+
+class _Body:
+    def __init__(self, receive: Receive, timeout: float) -> None:
+        self._receive = receive
+        self._timeout = timeout
+        self._done = False
+        self.timed_out = False
+
+    async def receive(self) -> Message:
+        if self._done:
+            # Past the body, a receive waits for the disconnect (event streams): no clock.
+            return await self._receive()
+        if self.timed_out:
+            raise self._error()
+        try:
+            async with asyncio.timeout(self._timeout):
+                message = await self._receive()
+        except TimeoutError:
+            self.timed_out = True
+            raise self._error() from None
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            self._done = True
+        return message
+
+    def _error(self) -> RequestTimeout:
+        return RequestTimeout(
+            f"no byte of the request body arrived for {self._timeout:g} s (SLUICE_BODY_IDLE_TIMEOUT), so the upload "
+            "was stopped and nothing of it was kept; send it again"
+        )
