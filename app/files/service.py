@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.budget import UploadMemory
 from app.errors import Gone, NotFound, PayloadTooLarge, RequestTimeout, Unprocessable, UnsupportedType
-from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, detect
+from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, TAIL_BYTES, confirm, detect
 from app.files.naming import sanitize_filename
 from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
 from db.models import File, FileKind, FileStatus
@@ -43,6 +43,10 @@ class Incoming:
     declared_size: int | None = None
     sha256: str | None = None
     process: bool = True
+
+
+class NotAccepted(Exception):
+    """The whole body turned out not to be a type Sluice accepts (a ZIP that is not a workbook)."""
 
 
 def storage_key(owner_id: uuid.UUID, file_id: uuid.UUID) -> str:
@@ -113,16 +117,21 @@ class FileService:
             limit=limit,
             memory=self.memory,
             owner=owner.owner_id,
+            keep_tail=TAIL_BYTES if found.provisional else 0,
         )
         try:
             await writer.write(head)
             if body is not None:
                 async for data in body:
                     await writer.write(data)
+            if writer.tail is not None and (refusal := confirm(writer.tail.value(), writer.size)) is not None:
+                raise NotAccepted(refusal)
             digest = await writer.finish(incoming.sha256)
         except BaseException as exc:
             await writer.abort()
             await self._fail(file, writer.size, _reason(exc))
+            if isinstance(exc, NotAccepted):
+                raise UnsupportedType(str(exc)) from exc
             if isinstance(exc, TooLarge):
                 raise PayloadTooLarge(str(exc) + "; use a smaller file", limit=limit) from exc
             if isinstance(exc, ChecksumMismatch):
@@ -218,7 +227,7 @@ def _chunks(stream: object) -> Iterator[bytes]:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, (TooLarge, ChecksumMismatch, RequestTimeout)):
+    if isinstance(exc, (TooLarge, ChecksumMismatch, NotAccepted, RequestTimeout)):
         return str(exc)
     if isinstance(exc, asyncio.CancelledError):
         return "the client disconnected before the whole file arrived"

@@ -10,6 +10,7 @@ from collections.abc import Hashable
 from anyio import to_thread
 
 from app.budget import PartBuffer, UploadMemory
+from app.files.detect import Tail
 from db.storage import ObjectStore, PartInfo
 
 
@@ -48,6 +49,7 @@ class PartWriter:
         limit: int,
         memory: UploadMemory,
         owner: Hashable,
+        keep_tail: int = 0,
     ):
         self._store = store
         self._key = key
@@ -62,6 +64,8 @@ class PartWriter:
         self._upload_id: str | None = None
         self._tasks: list[asyncio.Task[PartInfo]] = []
         self.size = 0
+        self.tail = Tail(keep_tail) if keep_tail else None
+        """The body's last ``keep_tail`` bytes, for a verdict on the type that needs its end (a ZIP's)."""
 
     async def write(self, data: bytes) -> None:
         if not data:
@@ -70,6 +74,8 @@ class PartWriter:
         if self.size > self._limit:
             raise TooLarge(self._limit)
         self._hash.update(data)
+        if self.tail is not None:
+            self.tail.feed(data)
         rest = memoryview(data)
         while rest:
             if self._part is None:

@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.budget import PartBuffer, UploadMemory
 from app.errors import Conflict, Gone, NotFound, PayloadTooLarge, ServiceError, Unprocessable, UnsupportedType
-from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, Detected, detect
+from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, TAIL_BYTES, Detected, confirm, detect
 from app.files.naming import sanitize_filename
 from app.files.service import check_sha256, storage_key
 from app.jobs.service import JobService
@@ -266,6 +266,13 @@ class UploadService:
         if existing is None or existing.size != upload.size:
             parts = [PartInfo(c.index + 1, c.etag) for c in chunks]
             await to_thread.run_sync(self.store.complete, upload.storage_key, upload.s3_upload_id, parts)
+        if upload.kind == FileKind.xlsx:
+            # Chunk 0 only showed an OOXML ZIP; the central directory at its end says if it is a workbook.
+            refusal = await to_thread.run_sync(self._zip_refusal, upload)
+            if refusal is not None:
+                await to_thread.run_sync(self.store.delete, upload.storage_key)
+                await self._set_state(upload, SessionState.failed, refusal)
+                raise UnsupportedType(f"{refusal}. The file was deleted and the upload session closed.")
         if upload.sha256 is not None:
             digest = await to_thread.run_sync(self._object_sha256, upload.storage_key)
             if not hmac.compare_digest(digest, upload.sha256):
@@ -395,6 +402,17 @@ class UploadService:
         ttl = timedelta(seconds=self.settings.session_ttl)
         now = datetime.now(UTC)
         return min(now + ttl, (started or now) + MAX_LIFETIME_TTLS * ttl)
+
+    def _zip_refusal(self, upload: UploadSession) -> str | None:
+        """The detector's final verdict on an assembled ZIP, from a range read of its last bytes."""
+        start = max(upload.size - TAIL_BYTES, 0)
+        stream = self.store.open(upload.storage_key, start, upload.size - start)
+        try:
+            tail = stream.read()
+        finally:
+            stream.close()
+            stream.release_conn()  # type: ignore[attr-defined]
+        return confirm(tail, upload.size)
 
     def _object_sha256(self, key: str) -> str:
         """Reads the assembled object back once, in bounded pieces (a full GET: about 1 s per GiB)."""
