@@ -15,6 +15,7 @@ from litestar.types import ASGIApp
 
 from app.admin.controller import AdminController
 from app.auth import BearerAuthMiddleware
+from app.bodies import BoundedRequest
 from app.datasets.controller import DatasetController
 from app.deps import provide_db_session, provide_principal, provide_settings, provide_store
 from app.errors import EXCEPTION_HANDLERS
@@ -72,6 +73,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
             "principal": Provide(provide_principal, sync_to_thread=False),
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        request_class=BoundedRequest,
         openapi_config=OpenAPIConfig(title="Sluice", version="1.0.0", path="/schema"),
         cors_config=_cors(settings),
         on_startup=[lambda: configure_logging(settings.log_level)] if resources is None else [],

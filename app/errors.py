@@ -6,7 +6,7 @@ import logging
 from typing import Any
 
 from litestar import MediaType, Request, Response
-from litestar.exceptions import HTTPException
+from litestar.exceptions import HTTPException, ValidationException
 
 from db.storage import StorageError
 
@@ -77,6 +77,27 @@ def http_error_handler(_: Request, exc: HTTPException) -> Response[dict[str, Any
     return _json(exc.status_code, exc.detail, extra)
 
 
+PARAMETER_SOURCES = frozenset({"query", "path", "header", "cookie"})
+
+
+def validation_error_handler(request: Request, exc: ValidationException) -> Response[dict[str, Any]]:
+    """Names each field that failed and why; a bad query, path or header parameter answers 422."""
+    problems = [p for p in exc.extra if isinstance(p, dict) and p.get("key")] if isinstance(exc.extra, list) else []
+    if not problems:
+        return http_error_handler(request, exc)
+    status = 422 if {_source(p) for p in problems} <= PARAMETER_SOURCES else exc.status_code
+    detail = "; ".join(
+        f"{'body field' if _source(p) == 'body' else _source(p) + ' parameter'} {p['key']!r}: {p.get('message', 'invalid')}"
+        for p in problems
+    )
+    return _json(status, detail, {"extra": exc.extra})
+
+
+def _source(problem: dict[str, Any]) -> str:
+    source = problem.get("source") or "body"
+    return str(getattr(source, "value", source))
+
+
 def internal_error_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return _json(500, "internal error; it has been logged")
@@ -85,6 +106,7 @@ def internal_error_handler(request: Request, exc: Exception) -> Response[dict[st
 EXCEPTION_HANDLERS = {
     ServiceError: service_error_handler,
     StorageError: storage_error_handler,
+    ValidationException: validation_error_handler,
     HTTPException: http_error_handler,
     Exception: internal_error_handler,
 }

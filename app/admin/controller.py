@@ -18,6 +18,7 @@ from app.admin.service import AdminService
 from app.jobs.controller import provide_job_service
 from app.jobs.schemas import JobRecord
 from app.jobs.service import JobService
+from app.params import Offset
 from db.storage import ObjectStore
 
 
@@ -47,7 +48,7 @@ class AdminController(Controller):
     async def uploads(
         self,
         admin: AdminService,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Offset = 0,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
     ) -> ActiveUploadPage:
         items, total = await admin.active_uploads(offset=offset, limit=limit)

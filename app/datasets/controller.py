@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.datasets.schemas import RowsPage
 from app.datasets.service import DatasetService
+from app.params import Offset
 from db.settings import Settings
 
 
@@ -31,7 +32,7 @@ class DatasetController(Controller):
         datasets: DatasetService,
         principal: Principal,
         file_id: uuid.UUID,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Offset = 0,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> RowsPage:
         return await datasets.rows(principal, file_id, offset=offset, limit=limit)

@@ -25,6 +25,7 @@ from multipart import MultipartError, MultipartSegment, PushMultipartParser, par
 from app.auth import Principal
 from app.errors import RequestTimeout, ServiceError, Unprocessable, UnsupportedType
 from app.files.controller import provide_file_service
+from app.files.naming import sanitize_filename
 from app.files.schemas import FileRecord
 from app.files.service import FileService, Incoming, check_sha256
 from db.storage import StorageError
@@ -81,6 +82,11 @@ class BatchService:
             count = len(results)
             exc.extra |= {"count": count, "failure_count": count, "duration_ms": _ms(started), "results": []}
             raise
+        except Exception:
+            # Nor does one that fails unexpectedly; the failed statement is rolled back first.
+            await self.files.session.rollback()
+            await self._undo(owner, results)
+            raise
         return _summary(results, started)
 
     async def _receive_parts(
@@ -107,9 +113,10 @@ class BatchService:
     async def _one(
         self, owner: Principal, filename: str | None, body: AsyncIterator[bytes], sha256: str | None, process: bool
     ) -> BatchItem:
-        name = filename or "upload"
+        # The name shown back (and in ``detail``) is the stored one: no bidi override reverses it.
+        name = sanitize_filename(filename or "upload")
         try:
-            incoming = Incoming(filename=name, body=body, sha256=check_sha256(sha256, "the sha256 field"), process=process)
+            incoming = Incoming(filename=filename or name, body=body, sha256=check_sha256(sha256, "the sha256 field"), process=process)
             file = await self.files.receive(owner, incoming)
         except RequestTimeout:
             # The body stopped arriving, so no later part will: the request ends as a whole.

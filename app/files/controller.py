@@ -18,7 +18,8 @@ from app.budget import upload_memory
 from app.errors import Unprocessable
 from app.files.routing import decode_filename
 from app.files.schemas import FilePage, FileRecord
-from app.files.service import FileService, Incoming, check_sha256
+from app.files.service import FileService, Incoming, check_sha256, served_type
+from app.params import Offset
 from app.jobs.controller import provide_job_service
 from db.settings import Settings
 from db.storage import ObjectStore
@@ -68,7 +69,7 @@ class FileController(Controller):
         self,
         files: FileService,
         principal: Principal,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Offset = 0,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
         status: Annotated[str | None, Parameter(description="stored, failed, receiving or deleted")] = None,
     ) -> FilePage:
@@ -83,9 +84,11 @@ class FileController(Controller):
     async def get_content(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> Stream:
         file, chunks = await files.open_content(principal, file_id)
         disposition = f"attachment; filename*=UTF-8''{quote(file.filename)}"
+        media_type, charset = served_type(file)
         return Stream(
             chunks,
-            media_type=file.content_type or "application/octet-stream",
+            media_type=media_type,
+            encoding=charset,
             headers={"Content-Disposition": disposition, "Content-Length": str(file.size)},
         )
 

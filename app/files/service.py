@@ -20,7 +20,7 @@ from app.auth import Principal
 from app.budget import UploadMemory
 from app.errors import Gone, NotFound, PayloadTooLarge, RequestTimeout, Unprocessable, UnsupportedType
 from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, TAIL_BYTES, confirm, detect
-from app.files.naming import sanitize_filename
+from app.files.naming import original_name, sanitize_filename
 from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
 from db.models import File, FileKind, FileStatus
 from db.settings import Settings
@@ -95,7 +95,7 @@ class FileService:
         file = File(
             id=uuid.uuid4(),
             owner_id=owner.owner_id,
-            original_filename=incoming.filename,
+            original_filename=original_name(incoming.filename),
             filename=sanitize_filename(incoming.filename),
             kind=found.kind,
             encoding=found.encoding,
@@ -176,8 +176,10 @@ class FileService:
         return file
 
     async def list(self, owner: Principal, *, offset: int, limit: int, status: str | None) -> tuple[list[File], int]:
+        if status and status not in FileStatus.__members__:
+            raise Unprocessable(f"status must be one of {', '.join(FileStatus)}, not {status!r}")
         where = [File.owner_id == owner.owner_id]
-        where.append(File.status == status if status else File.status != FileStatus.deleted)
+        where.append(File.status == FileStatus(status) if status else File.status != FileStatus.deleted)
         total = await self.session.scalar(select(func.count()).select_from(File).where(*where)) or 0
         rows = await self.session.scalars(
             select(File).where(*where).order_by(File.created_at.desc(), File.id).offset(offset).limit(limit)

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.jobs.schemas import BatchRecord, JobPage, JobRecord, JobsIn, RejectPage, RejectRecord
 from app.jobs.service import JobService
+from app.params import Offset
 from db.settings import Settings
 
 
@@ -36,7 +37,7 @@ class JobController(Controller):
         self,
         jobs: JobService,
         principal: Principal,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Offset = 0,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
         job_state: Annotated[
             str | None,
@@ -61,7 +62,7 @@ class JobController(Controller):
         jobs: JobService,
         principal: Principal,
         job_id: uuid.UUID,
-        offset: Annotated[int, Parameter(ge=0)] = 0,
+        offset: Offset = 0,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
     ) -> RejectPage:
         items, total = await jobs.rejects(principal, job_id, offset=offset, limit=limit)

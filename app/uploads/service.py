@@ -13,6 +13,7 @@ import hmac
 import logging
 import math
 import mimetypes
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,7 @@ from app.auth import Principal
 from app.budget import PartBuffer, UploadMemory
 from app.errors import Conflict, Gone, NotFound, PayloadTooLarge, ServiceError, Unprocessable, UnsupportedType
 from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, TAIL_BYTES, Detected, confirm, detect
-from app.files.naming import sanitize_filename
+from app.files.naming import original_name, sanitize_filename
 from app.files.service import check_sha256, storage_key
 from app.jobs.service import JobService
 from app.uploads.schemas import ChunkRecord, CompletedUpload, SessionIn, SessionRecord
@@ -45,6 +46,8 @@ MAX_CHUNKS = 10_000
 VERIFY_READ = 8 * MiB
 MAX_LIFETIME_TTLS = 2
 """Chunks extend a session's life, up to this many TTLs after it started (48 h by default)."""
+MEDIA_TYPE = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+/[!#$%&'*+.^_`|~0-9A-Za-z-]+(?: *;[\x20-\x7e]*)?\Z")
+"""``type/subtype`` and optional parameters, printable ASCII: what an S3 Content-Type header can carry."""
 
 
 def plan_chunks(size: int, requested: int | None, settings: Settings) -> tuple[int, int]:
@@ -76,6 +79,15 @@ def plan_chunks(size: int, requested: int | None, settings: Settings) -> tuple[i
             min_chunk_size=max(smallest, MIN_PART),
         )
     return chunk, total
+
+
+def check_content_type(value: str | None) -> str | None:
+    """``value`` if it is a media type S3 and HTTP headers can carry; raises with what to send instead."""
+    if value is None or MEDIA_TYPE.match(value):
+        return value
+    raise Unprocessable(
+        "content_type must be a media type such as text/csv or text/csv; charset=utf-8 (printable ASCII only)"
+    )
 
 
 def chunk_length(upload: UploadSession, index: int) -> int:
@@ -110,21 +122,22 @@ class UploadService:
         chunk, total = plan_chunks(data.size, data.chunk_size, self.settings)
         sha256 = check_sha256(data.sha256, "sha256")
         filename = sanitize_filename(data.filename)
+        content_type = check_content_type(data.content_type)
         key = storage_key(owner.owner_id, uuid.uuid4())
-        object_type = data.content_type or mimetypes.guess_type(filename)[0] or CONTENT_TYPES[FileKind.other]
+        object_type = content_type or mimetypes.guess_type(filename)[0] or CONTENT_TYPES[FileKind.other]
         # The multipart upload exists before the row does; a crash in between leaves an orphan
         # that the maintenance task aborts once it is older than its grace period.
         s3_upload_id = await to_thread.run_sync(self.store.create, key, object_type)
         upload = UploadSession(
             id=uuid.uuid4(),
             owner_id=owner.owner_id,
-            original_filename=data.filename,
+            original_filename=original_name(data.filename),
             filename=filename,
             size=data.size,
             chunk_size=chunk,
             total_chunks=total,
             sha256=sha256,
-            content_type=data.content_type,
+            content_type=content_type,
             process=data.process,
             state=SessionState.receiving,
             bucket=self.store.bucket,
