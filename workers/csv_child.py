@@ -8,8 +8,10 @@ child the parser has a core of its own and the worker only receives finished win
 from __future__ import annotations
 
 import contextlib
+import gzip
+import zlib
 from collections.abc import Iterator
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import msgspec
 import urllib3.exceptions
@@ -18,6 +20,9 @@ from db.settings import Settings
 from db.storage import MinioStore, StorageError
 from workers.parsers import ParseError, Table, Window, open_csv
 from workers.parsers.child import ChildEnded, ChildProcess, child_channel
+
+GZIP_MAGIC = b"\x1f\x8b\x08"
+"""gzip's magic and its one compression method (deflate): how a compressed CSV/TSV is recognised."""
 
 
 class _Job(msgspec.Struct, frozen=True):
@@ -94,6 +99,33 @@ class CsvChild:
         return message
 
 
+class _Compressed:
+    """The stored bytes of a gzip file, counted: progress is compressed bytes read of the object's size."""
+
+    def __init__(self, stream: BinaryIO, head: bytes) -> None:
+        self._stream = stream
+        self._head = head
+        self.consumed = len(head)
+
+    def read(self, size: int = -1) -> bytes:
+        if self._head:
+            cut = len(self._head) if size < 0 else size
+            data, self._head = self._head[:cut], self._head[cut:]
+            return data
+        data = self._stream.read(size)
+        self.consumed += len(data)
+        return data
+
+
+def _decompressed(stream: BinaryIO) -> tuple[BinaryIO, _Compressed | None]:
+    """The object as text bytes: gzip (detected from its first bytes) is decompressed as it is read."""
+    head = stream.read(len(GZIP_MAGIC))
+    compressed = _Compressed(stream, head)
+    if head != GZIP_MAGIC:
+        return compressed, None  # type: ignore[return-value]
+    return gzip.GzipFile(fileobj=compressed, mode="rb"), compressed  # type: ignore[arg-type]
+
+
 def _child_main(fd: int) -> None:
     """Entry point of the child: open the object, send the table, every window, then the end."""
     job_json, conn = child_channel(fd)
@@ -102,11 +134,14 @@ def _child_main(fd: int) -> None:
     try:
         stream = MinioStore.from_settings(job.settings).open(job.key)
         try:
+            source, compressed = _decompressed(stream)
             table, windows = open_csv(
-                stream, window_rows=job.window_rows, encoding=job.encoding, delimiter=job.delimiter, header=job.header
+                source, window_rows=job.window_rows, encoding=job.encoding, delimiter=job.delimiter, header=job.header
             )
             conn.send_bytes(encoder.encode(_Opened(table)))
             for window in windows:
+                if compressed is not None:
+                    window.bytes_read = compressed.consumed
                 conn.send_bytes(encoder.encode(_Part(window)))
         finally:
             stream.close()
@@ -117,6 +152,9 @@ def _child_main(fd: int) -> None:
         return
     except ParseError as error:
         conn.send_bytes(encoder.encode(_Fail(str(error), "parse")))
+    except (gzip.BadGzipFile, zlib.error, EOFError) as error:
+        reason = f"the file is not valid gzip past its start ({error}); compress it again or send it uncompressed"
+        conn.send_bytes(encoder.encode(_Fail(reason, "parse")))
     except (StorageError, urllib3.exceptions.HTTPError, OSError) as error:
         conn.send_bytes(encoder.encode(_Fail(f"reading the stored file failed: {type(error).__name__}: {error}", "store")))
     except Exception as error:  # noqa: BLE001 - the parent fails the job with this text

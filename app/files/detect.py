@@ -11,6 +11,7 @@ from __future__ import annotations
 import codecs
 import io
 import zipfile
+import zlib
 from collections import deque
 from dataclasses import dataclass
 
@@ -22,12 +23,16 @@ CONTENT_TYPES = {
     FileKind.xlsx: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
     FileKind.other: "application/octet-stream",
 }
-ACCEPTED = "CSV or TSV text (UTF-8, UTF-16 with BOM, or Latin-1) and XLSX workbooks"
+GZIP_CONTENT_TYPE = "application/gzip"
+GZIP_MAGIC = b"\x1f\x8b\x08"
+ACCEPTED = "CSV or TSV text (UTF-8, UTF-16 with BOM, or Latin-1, optionally gzip-compressed) and XLSX workbooks"
 HEAD_BYTES = 64 * 1024
 TAIL_BYTES = 1024 * 1024 + 22 + 65535
 """End of a ZIP kept for its verdict: the end-of-central-directory record with the longest comment,
 and a central directory of up to 1 MiB (about 10,000 entries, the most a workbook may have)."""
 
+_CHARSETS = {"utf-8": "utf-8", "utf-8-sig": "utf-8", "utf-16-le": "utf-16", "utf-16-be": "utf-16", "latin-1": "iso-8859-1"}
+"""Python codec → IANA charset; UTF-16 files keep their BOM, which is what plain ``utf-16`` means."""
 _ZIP_LOCAL = b"PK\x03\x04"
 _OOXML_FIRST = (b"[Content_Types].xml", b"_rels/", b"docProps/", b"xl/")
 _WORKBOOK = "xl/workbook.xml"
@@ -44,8 +49,23 @@ _BOMS = (
 class Detected:
     kind: FileKind
     encoding: str | None = None
+    gzip: bool = False
+    """CSV/TSV compressed with gzip: stored as sent, decompressed while it is processed."""
     provisional: bool = False
     """An OOXML ZIP not yet confirmed: ``confirm`` must see its end before it is accepted."""
+
+    @property
+    def content_type(self) -> str:
+        """What the object is served as: text with the charset it was detected in, gzip as gzip."""
+        if self.gzip:
+            return GZIP_CONTENT_TYPE
+        charset = charset_of(self.encoding)
+        return f"{CONTENT_TYPES[self.kind]}; charset={charset}" if charset else CONTENT_TYPES[self.kind]
+
+
+def charset_of(encoding: str | None) -> str | None:
+    """The IANA charset of a detected text encoding (``None`` for binary files)."""
+    return _CHARSETS.get(encoding or "")
 
 
 def detect(head: bytes, *, complete: bool) -> Detected:
@@ -56,6 +76,8 @@ def detect(head: bytes, *, complete: bool) -> Detected:
         if complete:
             return Detected(FileKind.xlsx) if confirm(head, len(head)) is None else Detected(FileKind.other)
         return Detected(FileKind.xlsx, provisional=True)
+    if head.startswith(GZIP_MAGIC):
+        return _detect_gzip(head, complete=complete)
     return _detect_text(head, complete=complete)
 
 
@@ -100,6 +122,19 @@ def _first_entry(head: bytes) -> bytes:
         return b""
     length = int.from_bytes(head[26:28], "little")
     return head[30 : 30 + length]
+
+
+def _detect_gzip(head: bytes, *, complete: bool) -> Detected:
+    """gzip whose decompressed first bytes are CSV/TSV text; anything else compressed is other."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        text = inflater.decompress(head, HEAD_BYTES)
+    except zlib.error:
+        return Detected(FileKind.other)
+    found = _detect_text(text, complete=complete and inflater.eof and len(text) < HEAD_BYTES) if text else None
+    if found is None or found.kind == FileKind.other:
+        return Detected(FileKind.other)
+    return Detected(found.kind, found.encoding, gzip=True)
 
 
 def _detect_text(head: bytes, *, complete: bool) -> Detected:

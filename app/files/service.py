@@ -19,7 +19,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.budget import UploadMemory
 from app.errors import Gone, NotFound, PayloadTooLarge, RequestTimeout, Unprocessable, UnsupportedType
-from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, TAIL_BYTES, confirm, detect
+from app.files.detect import (
+    ACCEPTED,
+    CONTENT_TYPES,
+    HEAD_BYTES,
+    TAIL_BYTES,
+    charset_of,
+    confirm,
+    detect,
+)
 from app.files.naming import original_name, sanitize_filename
 from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
 from db.models import File, FileKind, FileStatus
@@ -47,6 +55,12 @@ class Incoming:
 
 class NotAccepted(Exception):
     """The whole body turned out not to be a type Sluice accepts (a ZIP that is not a workbook)."""
+
+
+def served_type(file: File) -> tuple[str, str]:
+    """The media type (without parameters) and the charset a text type is served with."""
+    media_type = (file.content_type or CONTENT_TYPES[FileKind.other]).split(";", 1)[0].strip()
+    return media_type, charset_of(file.encoding) or "utf-8"
 
 
 def storage_key(owner_id: uuid.UUID, file_id: uuid.UUID) -> str:
@@ -99,7 +113,7 @@ class FileService:
             filename=sanitize_filename(incoming.filename),
             kind=found.kind,
             encoding=found.encoding,
-            content_type=CONTENT_TYPES[found.kind],
+            content_type=found.content_type,
             process=incoming.process,
             bucket=self.store.bucket,
             status=FileStatus.receiving,

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.budget import PartBuffer, UploadMemory
 from app.errors import Conflict, Gone, NotFound, PayloadTooLarge, ServiceError, Unprocessable, UnsupportedType
-from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, TAIL_BYTES, Detected, confirm, detect
+from app.files.detect import ACCEPTED, CONTENT_TYPES, GZIP_MAGIC, HEAD_BYTES, TAIL_BYTES, Detected, confirm, detect
 from app.files.naming import original_name, sanitize_filename
 from app.files.service import check_sha256, storage_key
 from app.jobs.service import JobService
@@ -298,6 +298,7 @@ class UploadService:
                 raise Unprocessable(reason)
 
         kind = upload.kind or FileKind.other
+        gzipped = kind in (FileKind.csv, FileKind.tsv) and await to_thread.run_sync(self._gzipped, upload)
         file = File(
             id=planned_file_id(upload),
             owner_id=upload.owner_id,
@@ -305,7 +306,7 @@ class UploadService:
             filename=upload.filename,
             size=upload.size,
             sha256=upload.sha256,
-            content_type=CONTENT_TYPES[kind],
+            content_type=Detected(kind, upload.encoding, gzip=gzipped).content_type,
             kind=kind,
             encoding=upload.encoding,
             status=FileStatus.stored,
@@ -426,6 +427,15 @@ class UploadService:
             stream.close()
             stream.release_conn()  # type: ignore[attr-defined]
         return confirm(tail, upload.size)
+
+    def _gzipped(self, upload: UploadSession) -> bool:
+        """Whether the assembled text file is gzip-compressed (chunk 0 was detected through it)."""
+        stream = self.store.open(upload.storage_key, 0, len(GZIP_MAGIC))
+        try:
+            return stream.read() == GZIP_MAGIC
+        finally:
+            stream.close()
+            stream.release_conn()  # type: ignore[attr-defined]
 
     def _object_sha256(self, key: str) -> str:
         """Reads the assembled object back once, in bounded pieces (a full GET: about 1 s per GiB)."""

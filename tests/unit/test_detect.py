@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import codecs
+import gzip
 import io
 import secrets
 import zipfile
@@ -97,3 +98,23 @@ def test_the_tail_keeps_exactly_the_last_bytes() -> None:
     for byte in data[-5000:]:
         tail.feed(bytes([byte]))
     assert tail.value() == data[-3000:]
+
+
+def test_gzip_is_judged_by_what_it_decompresses_to() -> None:
+    text = "ciudad;año\nMálaga;2024\n".encode("latin-1") * 20_000
+    found = detect(gzip.compress(text)[:HEAD_BYTES], complete=False)
+    assert (found.kind, found.encoding, found.gzip) == (FileKind.csv, "latin-1", True)
+    assert found.content_type == "application/gzip"
+    assert detect(gzip.compress(b"a\tb\n1\t2\n"), complete=True).kind == FileKind.tsv
+    assert detect(gzip.compress(bytes(range(256)) * 100), complete=True).kind == FileKind.other
+    assert detect(b"\x1f\x8b\x08" + secrets.token_bytes(500), complete=True).kind == FileKind.other
+
+
+def test_text_is_served_in_the_charset_it_was_detected_in() -> None:
+    assert detect(b"a,b\n", complete=True).content_type == "text/csv; charset=utf-8"
+    assert detect("a\tb\nMálaga\t1\n".encode("latin-1"), complete=True).content_type == (
+        "text/tab-separated-values; charset=iso-8859-1"
+    )
+    assert detect(codecs.BOM_UTF16_LE + "a,b\n".encode("utf-16-le"), complete=True).content_type == (
+        "text/csv; charset=utf-16"
+    )
