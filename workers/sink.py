@@ -169,6 +169,7 @@ class Sink:
         try:
             async with conn.transaction():
                 rows_ok, rejects = await self._salvage(conn, _split(data), first)
+                rejects = [self._name_pinned_type(r) for r in rejects]
                 return await self._checkpoint(conn, index, rows_ok, [*parse_rejects, *rejects], bytes_read, progress)
         except asyncpg.UniqueViolationError:
             return WindowResult(0, 0, False, already_committed=True)
@@ -267,6 +268,14 @@ class Sink:
                 self.types[i] = new
             self._generation += 1
             return widenings
+
+    def _name_pinned_type(self, reject: Reject) -> Reject:
+        """Say that the type a value broke was pinned (PostgreSQL's message does not always name it)."""
+        for column, pg_type in zip(self.columns, self.types, strict=True):
+            if column.pinned and reject.reason.endswith(f"(column {column.name})"):
+                reason = f"{reject.reason[:-1]}, whose type {pg_type} the job pinned)"
+                return msgspec.structs.replace(reject, reason=reason)
+        return reject
 
     def _lossy_column(self, data: bytes) -> int | None:
         """A column whose type would take one of ``data``'s values without an error and lose part of it.

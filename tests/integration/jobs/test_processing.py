@@ -93,7 +93,9 @@ async def test_every_row_is_stored_or_rejected_with_its_reason(jobs_client: http
         "7,7.5,2024-01-07\n"
     ).encode()
     record = await upload(jobs_client, "mixed.csv", body, process=False)
-    job = await wait_job(jobs_client, (await process(jobs_client, record["id"], window_rows=3))["id"])
+    # Pinned types: a value that breaks one rejects its row (unpinned, the column would widen).
+    pinned = {"cast": {"amount": "numeric", "day": "date"}}
+    job = await wait_job(jobs_client, (await process(jobs_client, record["id"], window_rows=3, mapping=pinned))["id"])
 
     assert job["state"] == "completed", job["error"]
     assert (job["rows_ok"], job["rows_rejected"]) == (4, 3)
@@ -104,6 +106,7 @@ async def test_every_row_is_stored_or_rejected_with_its_reason(jobs_client: http
     assert "2" in by_row[5]["reason"] and "3" in by_row[5]["reason"] and by_row[5]["raw"] == "4,4.5"
     assert "numeric" in by_row[6]["reason"] and "abc" in by_row[6]["raw"]
     assert "2024-02-30" in by_row[7]["reason"]
+    assert "(column day, whose type date the job pinned)" in by_row[7]["reason"]
     rows = await all_rows(jobs_client, record["id"])
     assert rows["row_numbers"] == [2, 3, 4, 8]
 

@@ -147,14 +147,15 @@ async def test_a_pinned_type_rejects_the_rows_that_break_it(
         rejects = (await jobs_client.get(f"/api/v1/jobs/{job['id']}/rejects")).json()["items"]
         assert sorted(r["row_number"] for r in rejects) == [16, 19]
         for reject in rejects:
-            assert "grade" in reject["reason"] and "bigint" in reject["reason"], reject
+            assert reject["reason"].endswith("(column grade, whose type bigint the job pinned)"), reject
         assert (await column_types(jobs_client, record["id"]))["grade"] == "bigint"
 
     job = await wait_job(jobs_client, (await start_job(jobs_client, record["id"], window_rows=5))["id"])
     assert (job["rows_ok"], job["rows_rejected"]) == (20, 0)
-    assert [(w["column"], w["from_type"], w["to_type"], w["row_number"]) for w in job["widenings"]] == [
-        ("grade", "bigint", "text", 16)
-    ]
+    # Windows are written concurrently: either late value may be the one that widens the column.
+    [widening] = job["widenings"]
+    assert (widening["column"], widening["from_type"], widening["to_type"]) == ("grade", "bigint", "text")
+    assert widening["row_number"] in (16, 19)
     stored = await table_rows(resources, record["id"], "grade")
     assert [r["grade"] for r in stored] == [line.split(",")[1] for line in body.decode().splitlines()[1:]]
 
