@@ -30,8 +30,11 @@ from tests.support.servers import REPO, settings_env
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu".split(" ")
 
 
-def make_csv(path: str, *, size: int | None, rows: int | None) -> int:
-    """8 columns: int, uuid, quoted text with commas and quotes, email, decimal, date, boolean, free text."""
+def make_csv(path: str, *, size: int | None, rows: int | None, late: int | None = None) -> int:
+    """8 columns: int, uuid, quoted text with commas and quotes, email, decimal, date, boolean, free text.
+
+    ``late``: the data row (0-based) whose amount is ``n/a``, so that column must widen to text there.
+    """
     rng = random.Random(7)
     start = date(2000, 1, 1)
     written = count = 0
@@ -42,9 +45,10 @@ def make_csv(path: str, *, size: int | None, rows: int | None) -> int:
             for n in range(count, count + 10_000 if rows is None else min(count + 10_000, rows)):
                 title = f'Widget {n}, "{WORDS[n % 12]}" edition'.replace('"', '""')
                 comment = " ".join(rng.choice(WORDS) for _ in range(4 + n % 5))
+                amount = "n/a" if n == late else f"{n % 100000}.{n % 100:02d}"
                 block.append(
                     f'{n},{uuid.UUID(int=rng.getrandbits(128))},"{title}",user{n}@example.com,'
-                    f"{n % 100000}.{n % 100:02d},{start + timedelta(days=n % 9000)},{'true' if n % 3 else 'false'},"
+                    f"{amount},{start + timedelta(days=n % 9000)},{'true' if n % 3 else 'false'},"
                     f"{comment}\n"
                 )
             count += len(block)
@@ -151,6 +155,9 @@ def main() -> None:
     parser.add_argument("--max-concurrency", type=int)
     parser.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=True,
                         help="also process the CSV gzip-compressed and compare rows/s")
+    parser.add_argument("--late-widening", action=argparse.BooleanOptionalAction, default=True,
+                        help="also process the same CSV with one amount of 'n/a' in its last 1%% of rows "
+                             "(the column widens numeric -> text there) and compare rows/s")
     args = parser.parse_args()
     options = {k: v for k, v in (("window_rows", args.window_rows), ("max_concurrency", args.max_concurrency)) if v}
 
@@ -178,6 +185,22 @@ def main() -> None:
             print(f"  ratio:            {ours / theirs:.2f}  (target >= 0.5)")
             print(f"  worker peak RSS:  {sampler.peak_rss / 1e6:.0f} MB (process tree)  (target < 250 MB)")
             print(f"  worker CPU:       {sampler.cpu_seconds:.1f} s")
+            if args.late_widening:
+                late_path = os.path.join(tmp, "late.csv")
+                late_row = rows - max(rows // 200, 1)
+                assert make_csv(late_path, size=None, rows=rows, late=late_row) == rows
+                late_job = process_file(server, key, late_path, options)
+                os.unlink(late_path)
+                assert late_job["state"] == "completed" and late_job["rows_ok"] == rows, late_job
+                late_rate = rows / seconds(late_job)
+                print(f"LATE WIDENING: the same rows, amount 'n/a' at row {late_row + 2:,} (last 1 %)")
+                print(f"  widenings:                {late_job['widenings']}")
+                print(f"  sluice (stored -> table): {seconds(late_job):8.2f} s  {late_rate:12,.0f} rows/s")
+                print(f"  late / plain rows/s:      {late_rate / ours:.2f}")
+                started = time.perf_counter()
+                subprocess.run(["psql", settings.sync_database_url, "-qc",
+                                "ALTER TABLE bench_copy ALTER COLUMN amount TYPE text USING amount::text"], check=True)
+                print(f"  for scale, that ALTER alone on the psql table of every row: {time.perf_counter() - started:.2f} s")
             if args.gzip:
                 subprocess.run(["gzip", "-6", csv_path], check=True)
                 gz_path = csv_path + ".gz"
