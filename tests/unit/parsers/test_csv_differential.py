@@ -99,7 +99,7 @@ def test_quoted_empty_is_the_empty_string_and_unquoted_empty_is_null() -> None:
         assert got.stored == [(2, ["1", "", 'x"y']), (3, ["2", None, ""])]
 
 
-@settings(max_examples=3000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=2000, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(case=csv_bytes(), header=...)
 @example(case=(b'"\n"a,"\n\n', ","), header=False)
 @example(case=(b"a,b\n1,2\n\"\n", ","), header=True)
