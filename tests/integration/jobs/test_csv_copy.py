@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from db.sql import qualified, quote_ident
 from tests.support.csv_reference import csv_bytes, expected
 from workers.parsers import ParseError, open_csv
 from workers.sink import DatasetColumn, Progress, Sink
@@ -46,7 +47,7 @@ class Database:
 
     async def _setup(self) -> None:
         async with self.pool.acquire() as conn:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{SCHEMA}"')
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(SCHEMA)}")
             await conn.execute(
                 "INSERT INTO files (id, owner_id, original_filename, filename, size, kind, status, process,"
                 " bucket, storage_key) VALUES ($1, $2, 'x.csv', 'x.csv', 0, 'csv', 'stored', false, 'b', 'k')",
@@ -113,17 +114,17 @@ async def _store(database: Database, data: bytes, delimiter: str, header: bool, 
                 window.bytes_read,
                 Progress(window.bytes_read, 0.0, 0.0, None),
             )
-        names = ", ".join(f'"{c.name}"' for c in columns)
+        names = ", ".join(quote_ident(c.name) for c in columns)
         stored = [
             (r[0], [None if v is None else str(v) for v in r[1:]])
-            for r in await conn.fetch(f'SELECT _row, {names} FROM "{SCHEMA}"."{staging}" ORDER BY _row')
+            for r in await conn.fetch(f"SELECT _row, {names} FROM {qualified(SCHEMA, staging)} ORDER BY _row")
         ]
         rejects = [
             (r["row_number"], r["reason"])
             for r in await conn.fetch("SELECT row_number, reason FROM job_rejects WHERE job_id = $1 ORDER BY row_number", job_id)
         ]
         counts = await conn.fetchrow("SELECT rows_ok, rows_rejected FROM jobs WHERE id = $1", job_id)
-        await conn.execute(f'DROP TABLE "{SCHEMA}"."{staging}"')
+        await conn.execute(f"DROP TABLE {qualified(SCHEMA, staging)}")
     return stored, rejects, (counts["rows_ok"], counts["rows_rejected"])
 
 
