@@ -11,10 +11,11 @@ in malloc arenas.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import itertools
 import mmap
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from types import TracebackType
 
@@ -24,6 +25,20 @@ from db.settings import MiB, Settings
 
 GRAIN = MiB
 """Unit in which claims grow: small uploads take one, a stalled one holds at most what it sent plus one."""
+TRIM_AFTER = 2.0
+"""Seconds with no upload memory held before the C heap's free pages go back to the kernel."""
+
+
+def _malloc_trim() -> Callable[[], object] | None:
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None  # not glibc: nothing to trim
+    trim.argtypes = [ctypes.c_size_t]
+    return lambda: trim(0)
+
+
+MALLOC_TRIM = _malloc_trim()
 
 
 class UploadMemory:
@@ -46,6 +61,7 @@ class UploadMemory:
         self._owners: Counter[Hashable] = Counter()
         self._waiters: list[_Waiter] = []
         self._order = itertools.count()
+        self._trim: asyncio.TimerHandle | None = None
 
     def claim(self, owner: Hashable, size: int) -> Claim:
         """A claim on up to ``size`` bytes for one buffer of ``owner``; it holds nothing yet."""
@@ -57,6 +73,9 @@ class UploadMemory:
         return self._owners[owner]
 
     async def _grow(self, claim: Claim, step: int) -> None:
+        if not self._waiters and self._grantable(claim, step):
+            self._grant(claim, step)
+            return
         waiter = _Waiter(claim, step, next(self._order), asyncio.get_running_loop().create_future())
         self._waiters.append(waiter)
         self._pump()
@@ -77,6 +96,22 @@ class UploadMemory:
             claim.held = 0
         self._claims.discard(claim)
         self._pump()
+        if self.used == 0 and MALLOC_TRIM is not None:
+            self._trim_soon()
+
+    def _trim_soon(self) -> None:
+        """Once uploads pause, hand back what a burst left in glibc's heaps: the part buffers are
+        unmapped already, but the small objects of a hundred requests leave free pages behind."""
+        if self._trim is not None:
+            self._trim.cancel()
+        loop = asyncio.get_running_loop()
+
+        def trim() -> None:
+            self._trim = None
+            if self.used == 0 and MALLOC_TRIM is not None:
+                loop.run_in_executor(None, MALLOC_TRIM)
+
+        self._trim = loop.call_later(TRIM_AFTER, trim)
 
     def _pump(self) -> None:
         """Grant every waiting slice that can be granted, least-holding owner first."""
@@ -91,29 +126,27 @@ class UploadMemory:
                     self._waiters.remove(waiter)
                     # Counted now, not when the task resumes: a request cancelled in between
                     # still holds the slice, and its claim's release gives it back.
-                    claim = waiter.claim
-                    claim.held += waiter.step
-                    self.used += waiter.step
-                    self._owners[claim.owner] += waiter.step
-                    self._claims.add(claim)
+                    self._grant(waiter.claim, waiter.step)
                     waiter.granted.set_result(None)
                     granted = True
                     break
+
+    def _grant(self, claim: Claim, step: int) -> None:
+        claim.held += step
+        self.used += step
+        self._owners[claim.owner] += step
+        self._claims.add(claim)
 
     def _grantable(self, claim: Claim, step: int) -> bool:
         free = self.limit - self.used - step
         if free < 0:
             return False
+        needs = [(other.size - other.held, other.held) for other in self._claims if other is not claim]
+        needs.append((claim.size - claim.held - step, claim.held + step))
+        if free >= max(need for need, _ in needs):
+            return True  # any claim can finish first, and each one that does frees more
         # Is there an order in which every claim can reach its size? Claims that need no more
         # memory give theirs back by themselves; then the smallest remaining need goes first.
-        needs = []
-        for other in self._claims | {claim}:
-            held = other.held + (step if other is claim else 0)
-            need = other.size - held
-            if need == 0:
-                free += held
-            else:
-                needs.append((need, held))
         for need, held in sorted(needs):
             if need > free:
                 return False
