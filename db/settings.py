@@ -80,10 +80,13 @@ class Settings:
     """Seconds finished jobs are kept."""
     dataset_schema: str = "datasets"
     """PostgreSQL schema that holds one table per processed file."""
-    xlsx_max_uncompressed: int = 1024 * MiB
+    xlsx_max_uncompressed: int = 4096 * MiB
     """Largest total uncompressed size of a workbook's ZIP entries; bigger workbooks are refused unparsed."""
-    xlsx_max_cells: int = 20_000_000
+    xlsx_max_cells: int = 100_000_000
     """Most cells (rows × columns of the sheet's declared dimension) of a sheet that is parsed."""
+    xlsx_calamine_memory: int = 256 * MiB
+    """Estimated memory (90 bytes a declared cell) up to which a sheet is read by calamine, which decodes it
+    whole; larger sheets are streamed from the workbook in flat memory."""
     xlsx_memory: int = 2048 * MiB
     """Address-space limit (RLIMIT_AS) of the child process that parses a workbook."""
     xlsx_timeout: float = 300.0

@@ -339,6 +339,7 @@ async def _opened(c: Clients, run: JobRun) -> Any:
             limits = parsers.XlsxLimits(
                 max_uncompressed=c.settings.xlsx_max_uncompressed,
                 max_cells=c.settings.xlsx_max_cells,
+                calamine_memory=c.settings.xlsx_calamine_memory,
                 memory_bytes=c.settings.xlsx_memory,
                 timeout_s=c.settings.xlsx_timeout,
             )

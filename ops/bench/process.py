@@ -1,8 +1,10 @@
 """Processing throughput: a CSV stored through the API and processed by a real worker into its
 dataset table, against ``psql \\copy`` of the same file into a table of the same column types.
-Then (unless ``--no-gzip``) the same CSV gzip-compressed, and (unless ``--xlsx-rows 0``) an XLSX processed end to end against bare python-calamine iteration.
+Then (unless ``--no-gzip``) the same CSV gzip-compressed, (unless ``--xlsx-rows 0``) an 8-column
+XLSX processed end to end against bare python-calamine iteration and through each XLSX reader
+alone, and (unless ``--xlsx-wide-rows 0``) a 30-column XLSX end to end (streamed: peak RSS < 300 MB).
 
-Run: .venv/bin/python ops/bench/process.py [--size-mib 1024 | --rows N] [--xlsx-rows 1000000]
+Run: .venv/bin/python ops/bench/process.py [--size-mib 1024 | --rows N] [--no-gzip] [--xlsx-rows 1000000] [--xlsx-wide-rows 1000000]
 Prints rows/s of both, the ratio (target >= 0.5) and the worker's peak RSS (target < 250 MB).
 """
 
@@ -75,6 +77,43 @@ def make_xlsx(path: str, rows: int) -> None:
         sheet.write_boolean(r, 6, n % 3 == 0)
         sheet.write_string(r, 7, WORDS[n % 12])
     book.close()
+
+
+def make_wide_xlsx(path: str, rows: int, columns: int = 30) -> None:
+    """What Excel users send: many columns of numbers, text, dates and flags (shared strings)."""
+    book = xlsxwriter.Workbook(path, {"constant_memory": True, "strings_to_numbers": False})
+    sheet = book.add_worksheet("data")
+    day = book.add_format({"num_format": "yyyy-mm-dd"})
+    sheet.write_row(0, 0, [f"col {c}" for c in range(columns)])
+    start = datetime(2000, 1, 1)
+    for n in range(rows):
+        r = n + 1
+        for c in range(columns):
+            kind = c % 5
+            if kind == 0:
+                sheet.write_number(r, c, n * 31 + c)
+            elif kind == 1:
+                sheet.write_string(r, c, f"{WORDS[(n + c) % 12]} {n % 977}")
+            elif kind == 2:
+                sheet.write_number(r, c, (n % 10007) / 8)
+            elif kind == 3:
+                sheet.write_datetime(r, c, start + timedelta(days=(n + c) % 9000), day)
+            else:
+                sheet.write_boolean(r, c, (n + c) % 3 == 0)
+    book.close()
+
+
+def reader_rates(path: str) -> dict[str, float]:
+    """Rows/s of the calamine and the streaming reader over the same workbook (windows of 1,000)."""
+    from workers.parsers import XlsxLimits, open_xlsx
+
+    rates = {}
+    for name, budget in (("calamine", 1 << 40), ("streaming", 0)):
+        started = time.perf_counter()
+        _, windows = open_xlsx(path, window_rows=1000, limits=XlsxLimits(calamine_memory=budget, timeout_s=3600))
+        count = sum(w.rows_read for w in windows)
+        rates[name] = count / (time.perf_counter() - started)
+    return rates
 
 
 class Worker:
@@ -151,6 +190,7 @@ def main() -> None:
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--rows", type=int, help="generate this many rows instead of --size-mib")
     parser.add_argument("--xlsx-rows", type=int, default=1_000_000)
+    parser.add_argument("--xlsx-wide-rows", type=int, default=1_000_000, help="rows of the 30-column workbook (0: skip)")
     parser.add_argument("--window-rows", type=int)
     parser.add_argument("--max-concurrency", type=int)
     parser.add_argument("--gzip", action=argparse.BooleanOptionalAction, default=True,
@@ -229,6 +269,23 @@ def main() -> None:
                     print(f"  sluice (stored -> table): {xelapsed:8.2f} s  {xjob['rows_ok'] / xelapsed:12,.0f} rows/s")
                 print(f"  bare calamine iteration:  {bare:8.2f} s  {count / bare:12,.0f} rows/s")
                 print(f"  worker peak RSS:  {xsampler.peak_rss / 1e6:.0f} MB (process tree)")
+                rates = reader_rates(xlsx_path)
+                print(f"  parser alone, calamine:   {rates['calamine']:12,.0f} rows/s")
+                print(f"  parser alone, streaming:  {rates['streaming']:12,.0f} rows/s")
+                os.unlink(xlsx_path)
+
+            if args.xlsx_wide_rows:
+                wide_path = os.path.join(tmp, "wide.xlsx")
+                make_wide_xlsx(wide_path, args.xlsx_wide_rows)
+                with ProcessSampler(worker.process.pid) as wsampler:
+                    wjob = process_file(server, key, wide_path, options)
+                print(f"XLSX: {args.xlsx_wide_rows:,} rows x 30 columns, {os.path.getsize(wide_path) / MiB:,.0f} MiB")
+                if wjob["state"] != "completed":
+                    print(f"  sluice: job {wjob['state']}: {wjob['error']}")
+                else:
+                    welapsed = seconds(wjob)
+                    print(f"  sluice (stored -> table): {welapsed:8.2f} s  {wjob['rows_ok'] / welapsed:12,.0f} rows/s")
+                print(f"  worker peak RSS:  {wsampler.peak_rss / 1e6:.0f} MB (process tree)  (target < 300 MB)")
             print("Figures from one run on a shared machine.")
         finally:
             worker.stop()

@@ -1,10 +1,13 @@
-"""XLSX parser: python-calamine in a child process with a memory limit, windows sent back by pipe.
+"""XLSX parser: in a child process with a memory limit, windows sent back by pipe.
 
 calamine decodes a whole sheet into memory before its first row (1M rows × 8 columns, an 82 MiB
 file: ~740 MiB RSS) and a failed allocation inside it aborts the process. So a workbook is first
 pre-scanned from its ZIP central directory and the sheet's declared dimension (nothing large is
-decompressed), then parsed in a spawned child under RLIMIT_AS with a timeout: a hostile or huge
-file ends the child, never the worker, and the caller gets an XlsxRefused that says why.
+decompressed). A sheet whose estimated calamine memory (``CELL_BYTES`` a declared cell) fits
+``calamine_memory`` is read by calamine; a larger one is streamed from its ZIP entry in flat
+memory (``workers.parsers.xlsx_stream``), typed the same way. Either runs in a spawned child under
+RLIMIT_AS with a timeout: a hostile or huge file ends the child, never the worker, and the caller
+gets an XlsxRefused that says why.
 
 Row numbers are the sheet's own (as Excel shows them); empty rows are skipped and not counted.
 Cell values are written as text PostgreSQL parses: integral numbers as integers, other numbers in
@@ -43,6 +46,10 @@ from workers.parsers.types import (
 
 MiB = 1024 * 1024
 SNIFF_RECORDS = 100
+CELL_BYTES = 90
+"""calamine's memory per cell of a decoded sheet (measured: 1M × 8 cells, ~740 MiB)."""
+XML_CELL_BYTES = 40
+"""Bytes of sheet XML per cell, to estimate the cells of a sheet that declares no dimension."""
 _WORKBOOK = "xl/workbook.xml"
 _WORKBOOK_RELS = "xl/_rels/workbook.xml.rels"
 _PART_LIMIT = 8 * MiB
@@ -59,23 +66,35 @@ class XlsxRefused(ParseError):
 class XlsxLimits(msgspec.Struct, frozen=True):
     """Limits on one workbook; the defaults fit a 2 GiB child (calamine needs ~90 bytes a cell)."""
 
-    max_uncompressed: int = 1024 * MiB
+    max_uncompressed: int = 4096 * MiB
     """Sum of the uncompressed sizes of all ZIP entries."""
     max_ratio: float = 100.0
     """Largest uncompressed/compressed ratio of an entry at least ``ratio_floor`` bytes big."""
     ratio_floor: int = 8 * MiB
     max_entries: int = 10_000
-    max_cells: int = 20_000_000
+    max_cells: int = 100_000_000
     """Rows × columns of the sheet's declared dimension."""
+    calamine_memory: int = 256 * MiB
+    """Largest estimated calamine memory of a sheet read by calamine; larger sheets are streamed."""
     memory_bytes: int = 2048 * MiB
     """RLIMIT_AS of the parsing child."""
     timeout_s: float = 300.0
-    """Longest wait for the child's next window (it decodes the whole sheet before the first)."""
+    """Longest wait for the child's next window (calamine decodes the whole sheet before the first)."""
 
 
-def prescan_xlsx(path: str, limits: XlsxLimits, *, sheet: str | None = None) -> None:
+class Prescan(msgspec.Struct, frozen=True):
+    """What the pre-scan learnt: the sheet, its ZIP part, the file's size and which reader to use."""
+
+    path: str
+    sheet: str
+    part: str | None
+    size: int
+    stream: bool
+
+
+def prescan_xlsx(path: str, limits: XlsxLimits, *, sheet: str | None = None) -> Prescan:
     """Raise XlsxRefused (or ParseError for a missing sheet) if the workbook must not be parsed."""
-    _prescan(path, limits, sheet)
+    return _prescan(path, limits, sheet)
 
 
 def open_xlsx(
@@ -94,8 +113,8 @@ def open_xlsx(
     if window_rows < 1:
         raise ValueError("window_rows must be at least 1")
     limits = limits or XlsxLimits()
-    name, size = _prescan(path, limits, sheet)
-    child = _Child(path, name, window_rows, header, limits, size)
+    found = _prescan(path, limits, sheet)
+    child = _Child(path, found, window_rows, header, limits)
     try:
         head = child.receive()
         if isinstance(head, _End):
@@ -120,8 +139,8 @@ def open_xlsx(
 # --- pre-scan -------------------------------------------------------------------------------
 
 
-def _prescan(path: str, limits: XlsxLimits, sheet: str | None) -> tuple[str, int]:
-    """The sheet's name and the file's size, once the workbook passed every limit."""
+def _prescan(path: str, limits: XlsxLimits, sheet: str | None) -> Prescan:
+    """The sheet, its part, the file's size and the reader, once the workbook passed every limit."""
     try:
         archive = zipfile.ZipFile(path)
     except (zipfile.BadZipFile, OSError) as error:
@@ -154,6 +173,7 @@ def _prescan(path: str, limits: XlsxLimits, sheet: str | None) -> tuple[str, int
             if not found:
                 raise ParseError(f"sheet {sheet!r} not found; the workbook has: {', '.join(n for n, _ in sheets)}")
             name, part = found[0]
+        estimate = 0
         if part is not None and part in names:
             cells = _declared_cells(archive, part)
             if cells is not None and cells[0] * cells[1] > limits.max_cells:
@@ -162,13 +182,16 @@ def _prescan(path: str, limits: XlsxLimits, sheet: str | None) -> tuple[str, int
                     f"sheet {name!r} declares {rows:,} rows × {cols:,} columns = {rows * cols:,} cells"
                     f" (limit {limits.max_cells:,}): split it or export it as CSV"
                 )
+            count = cells[0] * cells[1] if cells is not None else archive.getinfo(part).file_size // XML_CELL_BYTES
+            estimate = count * CELL_BYTES
     size = sum(e.compress_size for e in entries)
     try:
         with open(path, "rb") as handle:
             size = handle.seek(0, 2)
     except OSError:
         pass
-    return name, size
+    streamable = part is not None and part in names
+    return Prescan(path, name, part, size, stream=streamable and estimate > limits.calamine_memory)
 
 
 def _read_part(archive: zipfile.ZipFile, name: str) -> bytes:
@@ -251,10 +274,10 @@ _Message = _Head | _Part | _Fail | _End
 class _Child:
     """The parsing child process, seen from the parent: messages in, one at a time."""
 
-    def __init__(self, path: str, sheet: str, window_rows: int, header: bool | None, limits: XlsxLimits, size: int):
+    def __init__(self, path: str, found: Prescan, window_rows: int, header: bool | None, limits: XlsxLimits):
         self._limits = limits
         self._decoder = msgspec.msgpack.Decoder(_Message)
-        job = _Job(path=path, sheet=sheet, window_rows=window_rows, header=header, memory_bytes=limits.memory_bytes, size=size)
+        job = _Job(path=path, found=found, window_rows=window_rows, header=header, memory_bytes=limits.memory_bytes)
         self._process = ChildProcess("workers.parsers.xlsx:_child_main", msgspec.json.encode(job))
 
     def receive(self) -> _Head | _Part | _End:
@@ -302,11 +325,10 @@ class _Child:
 
 class _Job(msgspec.Struct, frozen=True):
     path: str
-    sheet: str
+    found: Prescan
     window_rows: int
     header: bool | None
     memory_bytes: int
-    size: int
 
 
 def _child_main(fd: int) -> None:
@@ -319,10 +341,11 @@ def _child_main(fd: int) -> None:
         import python_calamine
 
         try:
-            workbook = python_calamine.CalamineWorkbook.from_path(job.path)
-            sheet = workbook.get_sheet_by_name(job.sheet)
-            _send_sheet(conn, encoder, sheet, job.window_rows, job.header, job.size)
+            records, total = _stream_records(job.found) if job.found.stream else _calamine_records(job.found)
+            _send_sheet(conn, encoder, records, total, job.window_rows, job.header, job.found.size)
         except python_calamine.CalamineError as error:
+            conn.send_bytes(encoder.encode(_Fail(f"the workbook cannot be read: {error}")))
+        except ParseError as error:
             conn.send_bytes(encoder.encode(_Fail(f"the workbook cannot be read: {error}")))
     except MemoryError:
         conn.send_bytes(encoder.encode(_Fail("out of memory", memory=True)))
@@ -330,17 +353,62 @@ def _child_main(fd: int) -> None:
         conn.close()
 
 
-def _send_sheet(
-    conn: Connection, encoder: msgspec.msgpack.Encoder, sheet: Any, window_rows: int, header: bool | None, size: int
-) -> None:
+def _calamine_records(found: Prescan) -> tuple[Iterator[tuple[int, list[str]]], int]:
+    """The sheet's non-empty rows as calamine reads them, and the number of its last row."""
+    import python_calamine
+
+    sheet = python_calamine.CalamineWorkbook.from_path(found.path).get_sheet_by_name(found.sheet)
     end = sheet.end
-    total = end[0] + 1 if end else 1
-    records = _records(sheet.iter_rows())
+    # iter_rows starts at row 1 (empty rows before the first used one included) and at the first used column.
+    return _records(sheet.iter_rows(), 1), end[0] + 1 if end else 1
+
+
+def _stream_records(found: Prescan) -> tuple[Iterator[tuple[int, list[str]]], int]:
+    """The same rows read from the sheet's XML as a stream, cut and padded to calamine's width."""
+    from workers.parsers.xlsx_stream import stream_rows
+
+    assert found.part is not None
+    rows, declared = stream_rows(found.path, found.part)
+    total = declared.last_row if declared is not None else 0
+    first_rows = list(islice(rows, SNIFF_RECORDS))
+    if declared is not None:
+        first, last = declared.first_column, declared.last_column
+    elif first_rows:
+        # No <dimension>: the used columns of the first rows stand in for calamine's whole-sheet range.
+        first = min(next(i for i, v in enumerate(values) if v != "") for _, values in first_rows)
+        last = max(len(values) for _, values in first_rows) - 1
+    else:
+        first = last = 0
+    return _padded(chain(first_rows, rows), first, last), total
+
+
+def _padded(rows: Iterator[tuple[int, list[Any]]], first: int, last: int) -> Iterator[tuple[int, list[str]]]:
+    width = last - first + 1
+    for number, values in rows:
+        if len(values) > last + 1 and any(v != "" for v in values[last + 1 :]):
+            yield number, [_text(v) if type(v) is not str else v for v in values[first:]]
+            continue
+        cells = [v if type(v) is str else _text(v) for v in values[first : last + 1]]
+        if len(cells) < width:
+            cells.extend([""] * (width - len(cells)))
+        if any(cells):
+            yield number, cells
+
+
+def _send_sheet(
+    conn: Connection,
+    encoder: msgspec.msgpack.Encoder,
+    records: Iterator[tuple[int, list[str]]],
+    total: int,
+    window_rows: int,
+    header: bool | None,
+    size: int,
+) -> None:
     sample = list(islice(records, SNIFF_RECORDS))
     if not sample:
         conn.send_bytes(encoder.encode(_End()))
         return
-    # calamine pads every row to the sheet's width.
+    # Both readers pad every row to the sheet's width.
     width = len(sample[0][1])
     if header is None:
         header = looks_like_header(sample[0][1], [values for _, values in sample[1:]])
@@ -355,29 +423,29 @@ def _send_sheet(
     while batch:
         following = list(islice(rest, window_rows))
         # Progress is the share of the sheet's rows read; the last window has read the whole file.
-        done = min(size, size * batch[-1][0] // total) if following else size
-        conn.send_bytes(encoder.encode(_Part(_window(index, batch, done))))
+        done = min(size, size * batch[-1][0] // total) if following and total else (0 if following else size)
+        conn.send_bytes(encoder.encode(_Part(_window(index, batch, done, width))))
         index += 1
         batch = following
     conn.send_bytes(encoder.encode(_End()))
 
 
-def _records(rows: Iterator[list[Any]]) -> Iterator[tuple[int, list[str]]]:
+def _records(rows: Iterator[list[Any]], first: int) -> Iterator[tuple[int, list[str]]]:
     """(sheet row number, values as text) of each non-empty row."""
-    for number, row in enumerate(rows, start=1):
+    for number, row in enumerate(rows, start=first):
         values = [v if type(v) is str else _text(v) for v in row]
         if any(values):
             yield number, values
 
 
-def _window(index: int, batch: list[tuple[int, list[str]]], bytes_read: int) -> Window:
+def _window(index: int, batch: list[tuple[int, list[str]]], bytes_read: int, width: int) -> Window:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows([number, *values] for number, values in batch)
     data = buffer.getvalue()
     good = [values for _, values in batch]
     rejects: list[Reject] = []
-    if "\x00" in data or "\r" in data:
-        data, good, rejects = _careful(batch)
+    if "\x00" in data or "\r" in data or any(len(values) != width for values in good):
+        data, good, rejects = _careful(batch, width)
     return Window(
         index=index,
         first_row=batch[0][0],
@@ -389,15 +457,20 @@ def _window(index: int, batch: list[tuple[int, list[str]]], bytes_read: int) -> 
     )
 
 
-def _careful(batch: list[tuple[int, list[str]]]) -> tuple[str, list[list[str]], list[Reject]]:
-    """The rare, per-row way: reject values holding NUL, quote values holding a carriage return
-    (csv only quotes the characters of its own line terminator)."""
+def _careful(batch: list[tuple[int, list[str]]], width: int) -> tuple[str, list[list[str]], list[Reject]]:
+    """The rare, per-row way: reject values holding NUL and rows with values past the sheet's
+    declared width, quote values holding a carriage return (csv only quotes the characters of its
+    own line terminator)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     lines: list[str] = []
     good: list[list[str]] = []
     rejects: list[Reject] = []
     for number, values in batch:
+        if len(values) != width:
+            reason = f"row {number:,}: has values past the sheet's declared dimension, which is {width:,} columns wide"
+            rejects.append(Reject(number, reason, ",".join(values).replace("\x00", "\ufffd")))
+            continue
         if any("\x00" in v for v in values):
             reason = f"row {number:,}: contains a NUL character, which PostgreSQL cannot store in text"
             rejects.append(Reject(number, reason, ",".join(values).replace("\x00", "\ufffd")))

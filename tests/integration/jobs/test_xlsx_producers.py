@@ -145,3 +145,12 @@ async def test_an_xlsxwriter_workbook(jobs_client: httpx.AsyncClient, resources:
 @pytest.mark.skipif(shutil.which("soffice") is None, reason="LibreOffice (soffice) is not installed")
 async def test_a_libreoffice_workbook(jobs_client: httpx.AsyncClient, resources: Resources, tmp_path: Path) -> None:
     await check_round_trip(jobs_client, resources, "calc.xlsx", libreoffice_workbook(4_000, tmp_path), 4_000)
+
+
+async def test_a_sheet_over_the_calamine_budget_is_streamed_with_the_same_rows(
+    make_stack: object, key: str, resources: Resources
+) -> None:
+    stack = make_stack(xlsx_calamine_memory=0)  # type: ignore[operator]
+    async with httpx.AsyncClient(base_url=stack.api.url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as http:
+        await check_round_trip(http, resources, "streamed.xlsx", openpyxl_workbook(4_000), 4_000)
+        await check_round_trip(http, resources, "streamed-pandas.xlsx", pandas_workbook(2_000), 2_000)

@@ -8,6 +8,7 @@ import io
 import zipfile
 from pathlib import Path
 
+import openpyxl
 import pytest
 import xlsxwriter
 
@@ -147,7 +148,7 @@ def test_total_size_and_entry_count_limits(tmp_path: Path) -> None:
 def test_declared_dimension_over_the_cell_limit_is_refused(tmp_path: Path) -> None:
     path = raw_xlsx(tmp_path / "wide.xlsx", sheet_xml(2, 2, dimension="A1:Z1000000"))
     with pytest.raises(XlsxRefused, match=r"sheet 'Big' declares 1,000,000 rows × 26 columns = 26,000,000 cells"):
-        open_xlsx(path, window_rows=10)
+        open_xlsx(path, window_rows=10, limits=XlsxLimits(max_cells=20_000_000))
 
 
 def test_not_a_workbook(tmp_path: Path) -> None:
@@ -177,3 +178,108 @@ def test_empty_sheet(tmp_path: Path) -> None:
     path = raw_xlsx(tmp_path / "empty.xlsx", b'<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData/></worksheet>')
     table, iterator = open_xlsx(path, window_rows=10)
     assert table.columns == [] and list(iterator) == []
+
+
+# --- the streaming reader -------------------------------------------------------------------
+
+CALAMINE = XlsxLimits(calamine_memory=1 << 40)
+STREAM = XlsxLimits(calamine_memory=0)
+
+
+def both(path: str, **options: object) -> tuple[object, list, object, list]:
+    """The table and windows of each reader; the streaming one must give exactly calamine's."""
+    table_c, windows_c = open_xlsx(path, limits=CALAMINE, **options)  # type: ignore[arg-type]
+    calamine = list(windows_c)
+    table_s, windows_s = open_xlsx(path, limits=STREAM, **options)  # type: ignore[arg-type]
+    return table_c, calamine, table_s, list(windows_s)
+
+
+def test_the_streaming_reader_is_chosen_above_the_calamine_budget(typed: str) -> None:
+    assert not prescan_xlsx(typed, CALAMINE).stream
+    assert prescan_xlsx(typed, STREAM).stream
+    table_c, calamine, table_s, streamed = both(typed, window_rows=1)
+    assert table_s == table_c
+    assert streamed == calamine and len(streamed) == 2
+
+
+def test_both_readers_type_every_kind_of_cell_the_same(tmp_path: Path) -> None:
+    path = str(tmp_path / "kinds.xlsx")
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet.title = "Kinds"
+    formats = ["General", "yyyy-mm-dd", "dd/mm/yyyy hh:mm", "h:mm:ss", "[h]:mm:ss", "0.00%", '"day" d', "#,##0.00", "mmm-yy"]
+    sheet.append(["n", "text", "number", "when", "flag", "formatted"])
+    for i in range(1, 400):
+        value = [
+            i * 1.5 - 7,
+            45123.25 + i,
+            0.375 + i / 1000,
+            1.5 + i,
+            i / 7,
+            45000 + i,
+            float(i),
+            1234567.891 * i,
+            45000 + i / 3,
+        ][i % 9]
+        sheet.append([i, f"  spaced {i}  " if i % 5 == 0 else f"text_x000D_{i}", value, None, i % 2 == 0, f"=A{i + 1}*2"])
+        sheet.cell(row=i + 1, column=3).number_format = formats[i % 9]
+        if i % 4 == 0:
+            sheet.cell(row=i + 1, column=4).value = datetime.datetime(2024, 2, 29, 23, 59, 59, 500000)
+            sheet.cell(row=i + 1, column=4).number_format = "yyyy-mm-dd hh:mm:ss.000"
+        elif i % 4 == 1:
+            sheet.cell(row=i + 1, column=4).value = datetime.date(1900, 1, 1) + datetime.timedelta(days=i)
+        elif i % 4 == 2:
+            sheet.cell(row=i + 1, column=4).value = datetime.time(13, 14, 15)
+    sheet.cell(row=50, column=8).value = "past the header"
+    book.save(path)
+    table_c, calamine, table_s, streamed = both(path, window_rows=37)
+    assert table_s == table_c
+    assert streamed == calamine
+    assert sum(w.rows_read for w in streamed) == 399
+
+
+def test_both_readers_agree_on_xlsxwriter_sheets_that_start_late(tmp_path: Path) -> None:
+    path = str(tmp_path / "late.xlsx")
+    book = xlsxwriter.Workbook(path)
+    sheet = book.add_worksheet("Late")
+    sheet.write_row(2, 1, ["id", "label", "ok"])
+    for i in range(3, 2000):
+        if i % 100 == 0:
+            continue  # an empty row: skipped by both, row numbers kept
+        sheet.write_row(i, 1, [i, f"label {i}\r\nline two" if i % 250 == 0 else f"label {i}", i % 3 == 0])
+    sheet.write_string(5, 2, "")
+    sheet.write_formula(7, 2, "=1/0")
+    book.close()
+    table_c, calamine, table_s, streamed = both(path, window_rows=500)
+    assert table_s == table_c and [c.name for c in table_s.columns] == ["id", "label", "ok"]
+    assert streamed == calamine
+    assert streamed[0].first_row == 4
+
+
+def test_a_1904_workbook_and_inline_strings(tmp_path: Path) -> None:
+    cells = "".join(
+        f'<row r="{r}"><c r="A{r}" t="inlineStr"><is><r><t>in</t></r><r><t xml:space="preserve"> line {r}</t></r></is></c>'
+        f'<c r="B{r}" s="1"><v>{30000 + r}.5</v></c><c r="C{r}" t="b"><v>{r % 2}</v></c></row>'
+        for r in range(1, 60)
+    )
+    sheet = (
+        '<?xml version="1.0" encoding="UTF-8"?><worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        f'<dimension ref="A1:C59"/><sheetData>{cells}</sheetData></worksheet>'
+    ).encode()
+    styles = (
+        '<styleSheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
+        '<numFmts count="1"><numFmt numFmtId="164" formatCode="yyyy\\-mm\\-dd\\ h:mm"/></numFmts>'
+        '<cellXfs count="2"><xf numFmtId="0"/><xf numFmtId="164"/></cellXfs></styleSheet>'
+    ).encode()
+    path = raw_xlsx(tmp_path / "1904.xlsx", sheet, {"xl/styles.xml": styles})
+    with zipfile.ZipFile(path, "a") as archive:
+        workbook = archive.read("xl/workbook.xml").replace(b"<sheets>", b'<workbookPr date1904="1"/><sheets>')
+    rebuilt = tmp_path / "1904b.xlsx"
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(rebuilt, "w") as target:
+        for item in source.infolist():
+            if item.filename != "xl/workbook.xml":
+                target.writestr(item, source.read(item.filename))
+        target.writestr("xl/workbook.xml", workbook)
+    table_c, calamine, table_s, streamed = both(str(rebuilt), window_rows=20, header=False)
+    assert streamed == calamine
+    assert records(streamed)[0] == ["1", "in line 1", "1986-02-20 12:00:00", "true"]
