@@ -8,7 +8,7 @@ from typing import Any
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
 
-from db.storage import StorageError
+from db.storage import ObjectMissing, StorageError
 
 log = logging.getLogger("sluice.errors")
 
@@ -56,11 +56,17 @@ class Unavailable(ServiceError):
     status_code = 503
 
 
+RETRY_AFTER = 30
+"""Seconds a 503 tells the client to wait (``Retry-After``) before it tries again."""
+STORAGE_UNAVAILABLE = f"the object store is unavailable; retry in {RETRY_AFTER} s"
+
+
 def _json(status: int, detail: str, extra: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
     content: dict[str, Any] = {"status_code": status, "detail": detail}
     if extra:
         content.update(extra)
-    return Response(content, status_code=status, media_type=MediaType.JSON)
+    headers = {"Retry-After": str(RETRY_AFTER)} if status == 503 else None
+    return Response(content, status_code=status, media_type=MediaType.JSON, headers=headers)
 
 
 def service_error_handler(_: Request, exc: ServiceError) -> Response[dict[str, Any]]:
@@ -68,8 +74,11 @@ def service_error_handler(_: Request, exc: ServiceError) -> Response[dict[str, A
 
 
 def storage_error_handler(request: Request, exc: StorageError) -> Response[dict[str, Any]]:
+    if isinstance(exc, ObjectMissing):
+        log.error("object missing on %s %s: %s", request.method, request.url.path, exc)
+        return _json(410, "the file's bytes are missing from the object store (it lost them); upload the file again")
     log.error("object store failure on %s %s: %s", request.method, request.url.path, exc)
-    return _json(503, "the object store is unavailable; retry later")
+    return _json(503, STORAGE_UNAVAILABLE)
 
 
 def http_error_handler(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:

@@ -58,6 +58,9 @@ class Settings:
     """Detected kinds accepted; add ``other`` to store any file (stored, never processed)."""
     session_ttl: int = 24 * 3600
     """Seconds an idle chunked upload session lives."""
+    upload_stall_timeout: int = 600
+    """Seconds a single-shot upload (PUT or batch POST) may go without progress before the sweeper fails it
+    and releases its multipart upload (its API process died); a live upload marks progress several times per timeout."""
     chunk_size: int = 8 * MiB
     """Default chunk size of chunked upload sessions."""
     max_chunk_size: int = 64 * MiB
@@ -134,6 +137,8 @@ class Settings:
             )
         if self.secret_key and len(self.secret_key) < 32:
             raise ValueError("SLUICE_SECRET_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        if self.upload_stall_timeout < 1:
+            raise ValueError("SLUICE_UPLOAD_STALL_TIMEOUT must be at least 1 second")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

@@ -15,13 +15,25 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 import urllib3
 from minio import Minio
 from minio.datatypes import Part
-from minio.error import S3Error
+from minio.error import MinioException, S3Error
 
 from db.settings import Settings
 
 
 class StorageError(Exception):
-    """The object store failed or could not be reached."""
+    """The object store failed or could not be reached: refused, reset, timed out, retries exhausted
+    or an S3 error. Every failure of the store reaches callers as this type (or ``ObjectMissing``)."""
+
+
+class ObjectMissing(StorageError):
+    """The store answered, and the object is not there (it was lost or removed)."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"object {key} is missing from the object store")
+        self.key = key
+
+
+_MISSING = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,29 +139,29 @@ class MinioStore:
             self._client._complete_multipart_upload(self.bucket, key, upload_id, ordered)
 
     def abort(self, key: str, upload_id: str) -> None:
+        """Release a multipart upload; one that is already gone counts as released."""
         try:
-            self._client._abort_multipart_upload(self.bucket, key, upload_id)
-        except S3Error as exc:
-            if exc.code != "NoSuchUpload":
-                raise StorageError(f"S3 {exc.code}: {exc.message}") from exc
+            with _translated():
+                self._client._abort_multipart_upload(self.bucket, key, upload_id)
+        except StorageError as exc:
+            if not (isinstance(exc.__cause__, S3Error) and exc.__cause__.code == "NoSuchUpload"):
+                raise
 
     def put(self, key: str, data: bytes, content_type: str) -> None:
         with _translated():
             self._client._put_object(self.bucket, key, data, {"Content-Type": content_type})
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> BinaryIO:
-        with _translated():
+        """A stream of the object's bytes; ``ObjectMissing`` when there is no such object."""
+        with _translated(key):
             return self._client.get_object(self.bucket, key, offset=offset, length=length or 0)  # type: ignore[return-value]
 
     def stat(self, key: str) -> ObjectInfo | None:
         try:
-            info = self._client.stat_object(self.bucket, key)
-        except S3Error as exc:
-            if exc.code in {"NoSuchKey", "NoSuchObject", "ResourceNotFound"}:
-                return None
-            raise StorageError(f"S3 {exc.code}: {exc.message}") from exc
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise StorageError(str(exc)) from exc
+            with _translated(key):
+                info = self._client.stat_object(self.bucket, key)
+        except ObjectMissing:
+            return None
         return ObjectInfo(key, info.size or 0)
 
     def delete(self, key: str) -> None:
@@ -182,11 +194,16 @@ class MinioStore:
 
 
 @contextmanager
-def _translated() -> Iterator[None]:
-    """Turns SDK and transport errors into ``StorageError`` so callers handle one type."""
+def _translated(key: str | None = None) -> Iterator[None]:
+    """Turns SDK and transport errors into ``StorageError`` so callers handle one type; with ``key``,
+    an answer that the object does not exist becomes ``ObjectMissing``."""
     try:
         yield
     except S3Error as exc:
+        if key is not None and exc.code in _MISSING:
+            raise ObjectMissing(key) from exc
         raise StorageError(f"S3 {exc.code}: {exc.message}") from exc
+    except MinioException as exc:
+        raise StorageError(f"object store failed: {exc}") from exc
     except (urllib3.exceptions.HTTPError, OSError) as exc:
-        raise StorageError(f"object store unreachable: {exc}") from exc
+        raise StorageError(f"object store unreachable: {type(exc).__name__}: {exc}") from exc

@@ -1,4 +1,6 @@
-"""Upkeep of chunked uploads: expire idle sessions and abort multipart uploads nobody owns.
+"""Upkeep of uploads: expire idle sessions, fail single-shot uploads whose API process died, release
+what the object store owes (multipart uploads and objects it could not remove while it was down)
+and abort multipart uploads nobody owns.
 
 The logic is plain async functions over ``(sessionmaker, store, settings)`` so tests call them
 directly; the actors at the bottom run them on a worker's clients, scheduled by
@@ -13,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 
 import dramatiq
 from redis.asyncio import Redis
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import File, FileStatus, SessionState, UploadSession
@@ -59,8 +61,8 @@ async def expire_sessions(
                 try:
                     await asyncio.to_thread(store.abort, upload.storage_key, upload.s3_upload_id)
                 except StorageError as exc:
-                    log.warning("could not release an expired upload", extra={"upload_id": str(upload.id), "error": str(exc)})
-                    continue
+                    log.warning("expired upload left for release", extra={"upload_id": str(upload.id), "error": str(exc)})
+                    upload.abort_pending = True
                 upload.state = SessionState.expired
                 upload.error = (
                     f"no chunk arrived for {settings.session_ttl} s; the session expired at {upload.expires_at.isoformat()}"
@@ -78,22 +80,78 @@ async def expire_sessions(
 async def fail_stalled_files(
     sessionmaker: async_sessionmaker[AsyncSession], settings: Settings, *, now: datetime | None = None
 ) -> int:
-    """Fail single-shot uploads left ``receiving`` by an API process that stopped mid-body.
+    """Fail single-shot uploads left ``receiving`` by an API process that stopped mid-body: a live
+    upload moves ``touched_at`` several times per ``upload_stall_timeout``.
 
-    Their multipart uploads become orphans, which ``abort_orphans`` then releases.
+    Their multipart uploads stay recorded on the row, which ``release_owed`` then releases.
     """
     now = now or datetime.now(UTC)
+    timeout = settings.upload_stall_timeout
     async with sessionmaker() as session:
         result = await session.execute(
             update(File)
-            .where(File.status == FileStatus.receiving, File.updated_at <= now - timedelta(seconds=settings.session_ttl))
+            .where(
+                File.status == FileStatus.receiving,
+                func.coalesce(File.touched_at, File.updated_at) <= now - timedelta(seconds=timeout),
+            )
             .values(
                 status=FileStatus.failed,
-                error="the upload stopped before the whole file arrived (the API process serving it stopped)",
+                error=(
+                    f"the upload stopped before the whole file arrived: no progress for {timeout} s "
+                    "(the API process receiving it stopped); send the file again"
+                ),
             )
         )
         await session.commit()
     return result.rowcount or 0
+
+
+async def release_owed(sessionmaker: async_sessionmaker[AsyncSession], store: ObjectStore) -> int:
+    """Release what the store could not release when it was down: multipart uploads of closed
+    files and sessions, and objects of deleted files. Stops at the first failure (the store is
+    still down); the next run goes on."""
+    released = 0
+    try:
+        while True:
+            async with sessionmaker() as session:
+                files = list(
+                    await session.scalars(
+                        select(File)
+                        .where(
+                            (File.s3_upload_id.is_not(None) & (File.status != FileStatus.receiving))
+                            | File.purge_pending
+                        )
+                        .limit(BATCH)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                for file in files:
+                    if file.s3_upload_id is not None and file.status != FileStatus.receiving:
+                        await asyncio.to_thread(store.abort, file.storage_key, file.s3_upload_id)
+                        file.s3_upload_id = None
+                    if file.purge_pending:
+                        await asyncio.to_thread(store.delete, file.storage_key)
+                        file.purge_pending = False
+                    await session.commit()
+                    released += 1
+                uploads = list(
+                    await session.scalars(
+                        select(UploadSession)
+                        .where(UploadSession.abort_pending)
+                        .limit(BATCH)
+                        .with_for_update(skip_locked=True)
+                    )
+                )
+                for upload in uploads:
+                    await asyncio.to_thread(store.abort, upload.storage_key, upload.s3_upload_id)
+                    upload.abort_pending = False
+                    await session.commit()
+                    released += 1
+            if len(files) < BATCH and len(uploads) < BATCH:
+                return released
+    except StorageError as exc:
+        log.warning("the object store is still failing; owed releases wait for the next run", extra={"error": str(exc)})
+        return released
 
 
 async def abort_orphans(
@@ -124,7 +182,8 @@ async def abort_orphans(
                 select(File.storage_key).where(
                     File.storage_key.in_([u.key for u in incomplete]),
                     File.status == FileStatus.receiving,
-                    File.updated_at > now - timedelta(seconds=settings.session_ttl),
+                    func.coalesce(File.touched_at, File.updated_at)
+                    > now - timedelta(seconds=settings.upload_stall_timeout),
                 )
             )
         )
@@ -157,12 +216,21 @@ async def _announce(redis: Redis, settings: Settings, upload: UploadSession) -> 
 
 @dramatiq.actor(queue_name=MAINTENANCE_QUEUE, time_limit=600_000, max_retries=0)
 async def expire_upload_sessions() -> None:
-    """Expire idle chunked sessions and stalled single-shot uploads; the next run retries anything this one could not release."""
+    """Expire idle chunked sessions; ``sweep_stalled_uploads`` releases what this one could not."""
     clients = current_clients()
     count = await expire_sessions(clients.sessionmaker, clients.store, clients.settings, redis=clients.redis)
+    if count:
+        log.info("expired upload sessions", extra={"count": count})
+
+
+@dramatiq.actor(queue_name=MAINTENANCE_QUEUE, time_limit=600_000, max_retries=0)
+async def sweep_stalled_uploads() -> None:
+    """Fail single-shot uploads that stopped moving, then release what the store owes."""
+    clients = current_clients()
     stalled = await fail_stalled_files(clients.sessionmaker, clients.settings)
-    if count or stalled:
-        log.info("expired upload sessions", extra={"count": count, "stalled_files": stalled})
+    released = await release_owed(clients.sessionmaker, clients.store)
+    if stalled or released:
+        log.info("swept uploads", extra={"stalled_files": stalled, "released": released})
 
 
 @dramatiq.actor(queue_name=MAINTENANCE_QUEUE, time_limit=600_000, max_retries=0)

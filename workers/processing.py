@@ -32,7 +32,7 @@ from sqlalchemy import and_, delete, or_, select, update
 
 from db.models import TERMINAL_JOB_STATES, File, FileKind, FileStatus, Job, JobState
 from db.sql import qualified
-from db.storage import StorageError
+from db.storage import ObjectMissing, StorageError
 from workers.contracts import JobEvent, JobOptions, dataset_table, job_channel, process_file_message
 from workers.csv_child import CsvChild
 from workers.middleware import Clients
@@ -153,6 +153,10 @@ async def _attempt(c: Clients, job_id: uuid.UUID) -> None:
         await _finish(c, run, stop.state, stop.reason)
     except (Malformed, ParseError) as exc:
         await _finish(c, run, JobState.failed, str(exc))
+    except ObjectMissing:
+        # The store answered and the object is gone: no attempt can bring it back.
+        reason = "the file's bytes are missing from the object store (it lost them); upload the file again"
+        await _finish(c, run, JobState.failed, reason)
     except Exception as exc:
         if not is_transient(exc):
             log.exception("job failed", extra={"job_id": str(run.job_id)})
@@ -218,6 +222,9 @@ async def _start(c: Clients, job_id: uuid.UUID) -> JobRun | None:
 
 
 async def _process(c: Clients, run: JobRun) -> None:
+    # Asked first, because the CSV parser's child reports any failure to read as a transient one.
+    if await asyncio.to_thread(c.store.stat, run.storage_key) is None:
+        raise ObjectMissing(run.storage_key)
     async with c.pool.acquire() as conn:
         committed = {
             r["index"] for r in await conn.fetch("SELECT index FROM job_windows WHERE job_id = $1", run.job_id)

@@ -18,6 +18,7 @@ PERIODIC: dict[str, int] = {
     "resend_pending_jobs": 10,
     "purge_old_jobs": 3600,
     "expire_upload_sessions": 300,
+    "sweep_stalled_uploads": 60,
     "abort_orphan_uploads": 3600,
 }
 """Actor name (on the maintenance queue) → seconds between runs. Add an entry to schedule an actor."""

@@ -23,7 +23,14 @@ from litestar.params import Parameter
 from multipart import MultipartError, MultipartSegment, PushMultipartParser, parse_options_header
 
 from app.auth import Principal
-from app.errors import RequestTimeout, ServiceError, Unprocessable, UnsupportedType
+from app.errors import (
+    RETRY_AFTER,
+    STORAGE_UNAVAILABLE,
+    RequestTimeout,
+    ServiceError,
+    Unprocessable,
+    UnsupportedType,
+)
 from app.files.controller import provide_file_service
 from app.files.naming import sanitize_filename
 from app.files.schemas import FileRecord
@@ -124,9 +131,7 @@ class BatchService:
         except ServiceError as exc:
             return BatchItem(filename=name, status="failed", status_code=exc.status_code, detail=exc.detail)
         except StorageError:
-            return BatchItem(
-                filename=name, status="failed", status_code=503, detail="the object store is unavailable; retry later"
-            )
+            return BatchItem(filename=name, status="failed", status_code=503, detail=STORAGE_UNAVAILABLE)
         finally:
             # The next part starts only after this one's remaining bytes (if it failed early).
             async for _ in body:
@@ -229,4 +234,5 @@ async def upload_batch(
     process: Annotated[bool, Parameter(description="Process CSV/TSV/XLSX into tables once stored")] = True,
 ) -> Response[BatchResult]:
     result = await batch.receive(principal, request.headers.get("content-type", ""), request.stream(), process=process)
-    return Response(result, status_code=result.status_code)
+    headers = {"Retry-After": str(RETRY_AFTER)} if result.status_code == 503 else None
+    return Response(result, status_code=result.status_code, headers=headers)

@@ -13,12 +13,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from anyio import to_thread
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.budget import UploadMemory
-from app.errors import Gone, NotFound, PayloadTooLarge, RequestTimeout, Unprocessable, UnsupportedType
+from app.errors import Conflict, Gone, NotFound, PayloadTooLarge, RequestTimeout, Unprocessable, UnsupportedType
 from app.files.detect import (
     ACCEPTED,
     CONTENT_TYPES,
@@ -32,7 +32,7 @@ from app.files.naming import original_name, sanitize_filename
 from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
 from db.models import File, FileKind, FileStatus
 from db.settings import Settings
-from db.storage import ObjectStore
+from db.storage import ObjectMissing, ObjectStore, StorageError
 
 if TYPE_CHECKING:
     from app.jobs.service import JobService
@@ -117,10 +117,12 @@ class FileService:
             process=incoming.process,
             bucket=self.store.bucket,
             status=FileStatus.receiving,
+            touched_at=datetime.now(UTC),
         )
         file.storage_key = storage_key(owner.owner_id, file.id)
         self.session.add(file)
         await self.session.commit()
+        progress = _Progress(self.session, file, self.settings.upload_stall_timeout)
 
         writer = PartWriter(
             self.store,
@@ -138,12 +140,18 @@ class FileService:
             if body is not None:
                 async for data in body:
                     await writer.write(data)
+                    await progress.mark(writer.upload_id)
             if writer.tail is not None and (refusal := confirm(writer.tail.value(), writer.size)) is not None:
                 raise NotAccepted(refusal)
             digest = await writer.finish(incoming.sha256)
         except BaseException as exc:
-            await writer.abort()
-            await self._fail(file, writer.size, _reason(exc))
+            owed = writer.upload_id or progress.upload_id
+            try:
+                await writer.abort()
+                owed = None
+            except StorageError as failure:
+                log.warning("multipart upload left for the sweeper", extra={"file_id": str(file.id), "error": str(failure)})
+            await self._fail(file, writer.size, _reason(exc), owed)
             if isinstance(exc, NotAccepted):
                 raise UnsupportedType(str(exc)) from exc
             if isinstance(exc, TooLarge):
@@ -158,6 +166,7 @@ class FileService:
         file.status = FileStatus.stored
         file.stored_at = datetime.now(UTC)
         file.duration_ms = round(elapsed * 1000)
+        file.s3_upload_id = None
         job = self.jobs.add_for_file(file) if self.jobs is not None else None
         await self.session.commit()
         if job is not None and self.jobs is not None:
@@ -176,10 +185,16 @@ class FileService:
         )
         return file
 
-    async def _fail(self, file: File, size: int, reason: str) -> None:
-        file.status = FileStatus.failed
-        file.size = size
-        file.error = reason
+    async def _fail(self, file: File, size: int, reason: str, owed: str | None) -> None:
+        """Fail the record, unless it was closed meanwhile (deleted, or failed by the sweeper);
+        ``owed`` names a multipart upload the store could not release, for the sweeper."""
+        await self.session.rollback()
+        await self.session.refresh(file, with_for_update=True)
+        if file.status == FileStatus.receiving:
+            file.status = FileStatus.failed
+            file.size = size
+            file.error = reason
+        file.s3_upload_id = owed
         await self.session.commit()
         log.warning("upload failed", extra={"file_id": str(file.id), "size": size, "reason": reason})
 
@@ -206,20 +221,69 @@ class FileService:
             raise Gone(f"file {file_id} was deleted")
         if file.status != FileStatus.stored:
             raise NotFound(f"file {file_id} has no content: it is {file.status}")
-        stream = await to_thread.run_sync(self.store.open, file.storage_key)
+        try:
+            stream = await to_thread.run_sync(self.store.open, file.storage_key)
+        except ObjectMissing as exc:
+            log.error("stored file has no object", extra={"file_id": str(file.id), "key": file.storage_key})
+            raise Gone(
+                f"the bytes of file {file_id} are missing from the object store (it lost them); upload the file again"
+            ) from exc
         return file, _chunks(stream)
 
     async def delete(self, owner: Principal, file_id: uuid.UUID) -> None:
+        """The record is ``deleted`` first; its object goes after the commit, or, while the store is
+        down, when the sweeper gets to it: never a ``stored`` record without bytes."""
         file = await self.get(owner, file_id)
         if file.status == FileStatus.deleted:
             return
-        if file.status == FileStatus.stored:
-            await to_thread.run_sync(self.store.delete, file.storage_key)
         if self.jobs is not None:
             await self.jobs.forget_file(file)
+        has_object = file.status == FileStatus.stored
         file.status = FileStatus.deleted
         file.deleted_at = datetime.now(UTC)
+        file.purge_pending = has_object
         await self.session.commit()
+        if not has_object:
+            return
+        try:
+            await to_thread.run_sync(self.store.delete, file.storage_key)
+        except StorageError as exc:
+            log.warning("object of a deleted file left for the sweeper", extra={"file_id": str(file.id), "error": str(exc)})
+            return
+        file.purge_pending = False
+        await self.session.commit()
+
+
+class _Progress:
+    """Marks a streaming upload's row as alive (``touched_at``) a few times per stall timeout, and
+    records its multipart upload as soon as there is one, so the sweeper can tell a dead upload
+    from a slow one and knows what to release. A row closed meanwhile stops the upload."""
+
+    def __init__(self, session: AsyncSession, file: File, stall_timeout: int) -> None:
+        self._session = session
+        self._file = file
+        self._every = max(0.5, min(stall_timeout / 5, 60.0))
+        self._last = time.monotonic()
+        self.upload_id: str | None = None
+
+    async def mark(self, upload_id: str | None) -> None:
+        now = time.monotonic()
+        if upload_id == self.upload_id and now - self._last < self._every:
+            return
+        alive = await self._session.scalar(
+            update(File)
+            .where(File.id == self._file.id, File.status == FileStatus.receiving)
+            .values(touched_at=datetime.now(UTC), s3_upload_id=upload_id)
+            .returning(File.id)
+        )
+        await self._session.commit()
+        self._last, self.upload_id = now, upload_id
+        if alive is None:
+            await self._session.refresh(self._file)
+            raise Conflict(
+                f"file {self._file.id} was closed while it arrived ({self._file.status}: "
+                f"{self._file.error or 'deleted'}); send the file again"
+            )
 
 
 async def _read_head(body: AsyncIterator[bytes], size: int) -> tuple[bytes, AsyncIterator[bytes] | None]:
@@ -247,6 +311,8 @@ def _reason(exc: BaseException) -> str:
         return str(exc)
     if isinstance(exc, asyncio.CancelledError):
         return "the client disconnected before the whole file arrived"
+    if isinstance(exc, StorageError):
+        return f"the object store failed while the file arrived ({exc}); send the file again"
     text = str(exc) or type(exc).__name__
     if "disconnected" in text:
         return "the client disconnected before the whole file arrived"

@@ -111,6 +111,11 @@ class PartWriter:
             raise
         return digest
 
+    @property
+    def upload_id(self) -> str | None:
+        """The multipart upload the parts go to, from the first full part until it is completed or aborted."""
+        return self._upload_id
+
     async def abort(self) -> None:
         """Stop in-flight parts and release the multipart upload; safe to call more than once."""
         for task in self._tasks:
@@ -121,8 +126,9 @@ class PartWriter:
             part, self._part = self._part, None
             part.close()
         if self._upload_id is not None:
-            upload_id, self._upload_id = self._upload_id, None
-            await asyncio.shield(to_thread.run_sync(self._store.abort, self._key, upload_id))
+            # Forgotten only once released: after a failed abort ``upload_id`` still names it.
+            await asyncio.shield(to_thread.run_sync(self._store.abort, self._key, self._upload_id))
+            self._upload_id = None
 
     async def _send(self, part: PartBuffer) -> None:
         try:

@@ -352,15 +352,23 @@ class UploadService:
         await self._finish(upload, SessionState.aborted, "aborted by the client")
 
     async def _finish(self, upload: UploadSession, state: SessionState, reason: str) -> None:
-        """Release the multipart upload and close the session with ``state``."""
-        await to_thread.run_sync(self.store.abort, upload.storage_key, upload.s3_upload_id)
-        await self._set_state(upload, state, reason)
+        """Release the multipart upload and close the session with ``state``; while the store is
+        down the session closes all the same and the sweeper releases the upload later."""
+        owed = False
+        try:
+            await to_thread.run_sync(self.store.abort, upload.storage_key, upload.s3_upload_id)
+        except StorageError as exc:
+            log.warning("multipart upload left for the sweeper", extra={"upload_id": str(upload.id), "error": str(exc)})
+            owed = True
+        await self._set_state(upload, state, reason, abort_pending=owed)
 
-    async def _set_state(self, upload: UploadSession, state: SessionState, reason: str) -> None:
+    async def _set_state(
+        self, upload: UploadSession, state: SessionState, reason: str, *, abort_pending: bool = False
+    ) -> None:
         await self.session.execute(
             update(UploadSession)
             .where(UploadSession.id == upload.id)
-            .values(state=state, error=reason, updated_at=func.now())
+            .values(state=state, error=reason, abort_pending=abort_pending, updated_at=func.now())
         )
         await self.session.commit()
         await self.session.refresh(upload)
