@@ -247,9 +247,9 @@ class Sink:
                         row = row if row is not None else int(record[0])
                 if i == failing and needed == self.types[i] and error is not None:
                     # PostgreSQL refused what the inference rules let through (a quoted "" in a number column).
-                    needed, row = TEXT, _failing_row(error, records)
+                    needed, row = TEXT, _failing_row(error, data)
                 if needed != self.types[i]:
-                    changes[i] = (needed, row if row is not None else _failing_row(error, records))
+                    changes[i] = (needed, row if row is not None else _failing_row(error, data))
             widenings = [
                 ColumnWidening(self.columns[i].name, self.types[i], new, row) for i, (new, row) in changes.items()
             ]
@@ -466,11 +466,13 @@ def _records(data: bytes) -> list[list[str]]:
     return [r for r in csv.reader(io.StringIO(data.decode("utf-8"), newline="")) if r]
 
 
-def _failing_row(error: asyncpg.DataError, records: list[list[str]]) -> int:
-    """The row number of the record at COPY's ``line N``; the window's first row without one."""
-    found = _LINE.search(getattr(error, "context", None) or "")
-    line = int(found.group(1)) if found else 1
-    return int(records[min(max(line, 1), len(records)) - 1][0]) if records else 0
+def _failing_row(error: asyncpg.DataError | None, data: bytes) -> int:
+    """The row number of the record holding COPY's ``line N``; the window's first row without one."""
+    records = _split(data)
+    at = _failing_record(records, error) if error is not None else None
+    if at is not None:
+        return records[at][0]
+    return records[0][0] if records else 0
 
 
 def _literal(word: str) -> str:

@@ -255,3 +255,23 @@ async def test_a_restarted_attempt_knows_the_widened_types(make_stack: Any, key:
     stored = await table_rows(resources, record["id"], "amount")
     assert len(stored) == rows and len({r["_row"] for r in stored}) == rows
     assert [r["amount"] for r in stored] == [line.split(",")[1] for line in lines[1:]]
+
+
+async def test_a_widening_names_its_own_row_after_a_multi_line_record(
+    jobs_client: httpx.AsyncClient, resources: Resources
+) -> None:
+    # The quoted empty value passes type inference but not COPY into bigint: PostgreSQL's
+    # "line N" counts the line break inside row 2, so the row must be found by record, not line.
+    body = b'n,t\n1,"two\nlines"\n"",c\n3,d\n4,e\n'
+    record = await upload(jobs_client, "lines.csv", body)
+    job = await wait_job(jobs_client, (await start_job(jobs_client, record["id"]))["id"])
+
+    assert job["state"] == "completed", job["error"]
+    assert (job["rows_ok"], job["rows_rejected"]) == (4, 0)
+    assert [(w["column"], w["from_type"], w["to_type"], w["row_number"]) for w in job["widenings"]] == [
+        ("n", "bigint", "text", 3)
+    ]
+    stored = await table_rows(resources, record["id"], "n, t")
+    assert [(r["_row"], r["n"], r["t"]) for r in stored] == [
+        (2, "1", "two\nlines"), (3, "", "c"), (4, "3", "d"), (5, "4", "e")
+    ]
