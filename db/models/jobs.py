@@ -22,13 +22,20 @@ class JobState(enum.StrEnum):
 
 
 TERMINAL_JOB_STATES = frozenset({JobState.completed, JobState.failed, JobState.cancelled, JobState.timed_out})
+ACTIVE_SQL = "state IN ('pending', 'processing')"
 
 
 class Job(Timestamps, Base):
     """Processing of one file into its dataset table; jobs created together share a ``batch_id``."""
 
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_owner_created", "owner_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_jobs_owner_created", "owner_id", "created_at"),
+        # One pending or processing job per file, enforced where two requests cannot both pass a check.
+        Index("uq_jobs_one_active_per_file", "file_id", unique=True, postgresql_where=text(ACTIVE_SQL)),
+        Index("ix_jobs_active_updated", "updated_at", postgresql_where=text(ACTIVE_SQL)),
+        Index("ix_jobs_finished", "finished_at", postgresql_where=text("finished_at IS NOT NULL")),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     owner_id: Mapped[uuid.UUID]
