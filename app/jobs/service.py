@@ -13,6 +13,7 @@ from anyio import to_thread
 from dramatiq import Broker
 from redis.asyncio import Redis
 from sqlalchemy import Select, func, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
@@ -28,6 +29,8 @@ from workers.progress import publish
 log = logging.getLogger("sluice.jobs")
 PROCESSABLE = frozenset({FileKind.csv, FileKind.tsv, FileKind.xlsx})
 ACTIVE_STATES = (JobState.pending, JobState.processing)
+ONE_ACTIVE_JOB = "uq_jobs_one_active_per_file"
+"""The partial unique index that keeps a file to one pending or processing job."""
 
 
 def check_mapping(mapping: ColumnMapping | None) -> None:
@@ -90,11 +93,14 @@ class JobService:
         self.broker = broker
         self.redis = redis
 
-    def add_for_file(self, file: File) -> Job | None:
-        """The automatic job of a file about to be committed as stored, in the same transaction."""
+    def add_for_file(self, file: File, batch_id: uuid.UUID | None = None) -> Job | None:
+        """The automatic job of a file about to be committed as stored, in the same transaction.
+
+        Files of one multi-file request share ``batch_id``, so the request can be followed as one batch.
+        """
         if not file.process or file.kind not in PROCESSABLE or file.status != FileStatus.stored:
             return None
-        return self._new_job(file, uuid.uuid4(), resolve_options(JobOptionsIn(), self.settings))
+        return self._new_job(file, batch_id or uuid.uuid4(), resolve_options(JobOptionsIn(), self.settings))
 
     async def submit(self, owner: Principal, request: JobsIn) -> tuple[uuid.UUID, list[Job]]:
         """(Re)process files as one batch; all files are checked before any job is created."""
@@ -124,7 +130,14 @@ class JobService:
             )
         batch_id = uuid.uuid4()
         jobs = [self._new_job(files[i], batch_id, options) for i in wanted]
-        await self.session.commit()
+        try:
+            await self.session.commit()
+        except IntegrityError as exc:
+            # Another request started a job for one of these files since the check above.
+            await self.session.rollback()
+            if ONE_ACTIVE_JOB not in str(exc.orig):
+                raise
+            raise Conflict("one of these files got a job from another request just now; wait for it or cancel it first") from None
         await self.send(jobs)
         return batch_id, jobs
 
