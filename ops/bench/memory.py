@@ -120,7 +120,7 @@ async def run(url: str, keys: list[str], stall_key: str, small_key: str, args: a
             answer = b""
         status_line = answer.split(b"\r\n")[0].decode()
         stalled_for = time.perf_counter() - stalled_at
-        stall_end = f"answered {status_line!r} ({stalled_for:.0f} s after it stalled)" if answer else "still open"
+        stall_end = f"had answered {status_line!r} (read {stalled_for:.0f} s after it stalled)" if answer else "still open"
     finally:
         stalled.close()
     return {
