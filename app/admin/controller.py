@@ -18,6 +18,7 @@ from app.admin.service import AdminService
 from app.jobs.controller import provide_job_service
 from app.jobs.schemas import JobRecord
 from app.jobs.service import JobService
+from app.openapi import errors
 from app.params import Offset
 from db.storage import ObjectStore
 
@@ -40,11 +41,21 @@ class AdminController(Controller):
         "jobs": Provide(provide_job_service, sync_to_thread=False),
     }
 
-    @get("/stats", operation_id="adminStats", summary="Files, jobs, sessions and storage of every owner")
+    @get(
+        "/stats",
+        operation_id="adminStats",
+        summary="Files, jobs, sessions and storage of every owner",
+        responses=errors(403, 503),
+    )
     async def stats(self, admin: AdminService) -> Stats:
         return await admin.stats()
 
-    @get("/uploads", operation_id="adminActiveUploads", summary="Chunked sessions still receiving, of every owner")
+    @get(
+        "/uploads",
+        operation_id="adminActiveUploads",
+        summary="Chunked sessions still receiving, of every owner",
+        responses=errors(403, 422),
+    )
     async def uploads(
         self,
         admin: AdminService,
@@ -54,6 +65,12 @@ class AdminController(Controller):
         items, total = await admin.active_uploads(offset=offset, limit=limit)
         return ActiveUploadPage(items=items, total=total, offset=offset, limit=limit)
 
-    @post("/jobs/{job_id:uuid}/cancel", operation_id="adminCancelJob", status_code=202, summary="Cancel any owner's job")
+    @post(
+        "/jobs/{job_id:uuid}/cancel",
+        operation_id="adminCancelJob",
+        status_code=202,
+        summary="Cancel any owner's job",
+        responses=errors(403, 404, 409),
+    )
     async def cancel(self, jobs: JobService, job_id: uuid.UUID) -> JobRecord:
         return JobRecord.of(await jobs.cancel_any(job_id))

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.datasets.schemas import RowsPage
 from app.datasets.service import DatasetService
+from app.openapi import errors
 from app.params import Offset
 from db.settings import Settings
 
@@ -26,7 +27,12 @@ class DatasetController(Controller):
     tags = ["datasets"]
     dependencies = {"datasets": Provide(provide_dataset_service, sync_to_thread=False)}
 
-    @get("/{file_id:uuid}/rows", operation_id="getFileRows", summary="Columns with types, and rows in file order")
+    @get(
+        "/{file_id:uuid}/rows",
+        operation_id="getFileRows",
+        summary="Columns with types, and rows in file order",
+        responses=errors(404, 410, 422, 503),
+    )
     async def rows(
         self,
         datasets: DatasetService,

@@ -17,6 +17,7 @@ from app.auth import Principal
 from app.events.fanout import EventChannels
 from app.events.schemas import StreamLink, StreamLinkIn
 from app.events.service import EventService
+from app.openapi import errors
 from db.settings import Settings
 
 LastEventId = Annotated[
@@ -33,7 +34,10 @@ STREAM: dict[str, Any] = {
         "Server-Sent Events: a `snapshot` of the current state first, then live events, ending after the "
         "terminal event; a comment heartbeat while idle."
     ),
-    "responses": {204: ResponseSpec(None, description="Last-Event-ID shows the end was already received")},
+    "responses": {
+        204: ResponseSpec(None, description="Last-Event-ID shows the end was already received"),
+        **errors(404, 422),
+    },
 }
 
 
@@ -51,6 +55,7 @@ class EventController(Controller):
         operation_id="createStreamLink",
         status_code=201,
         summary="A URL that opens one event stream without an Authorization header (for EventSource)",
+        responses=errors(422, 503),
     )
     async def create_link(self, events: EventService, principal: Principal, data: StreamLinkIn) -> StreamLink:
         return await events.link(principal, data.path, data.ttl_s)

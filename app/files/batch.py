@@ -35,6 +35,7 @@ from app.files.controller import provide_file_service
 from app.files.naming import sanitize_filename
 from app.files.schemas import FileRecord
 from app.files.service import FileService, Incoming, check_sha256
+from app.openapi import errors, response
 from db.storage import StorageError
 
 MAX_FILES = 20
@@ -226,6 +227,10 @@ def provide_batch_service(files: FileService) -> BatchService:
     },
     summary="Upload 1 to 20 files as multipart/form-data parts named 'file'",
     description="201 when all were stored, 207 when some failed, the failures' status when none was stored.",
+    responses={
+        207: response(BatchResult, "Some files were stored, some not: each result says why"),
+        **errors(408, 413, 415, 422, 503),
+    },
 )
 async def upload_batch(
     request: Request,

@@ -19,8 +19,10 @@ from app.errors import Unprocessable
 from app.files.routing import decode_filename
 from app.files.schemas import FilePage, FileRecord
 from app.files.service import FileService, Incoming, check_sha256, served_type
-from app.params import Offset
 from app.jobs.controller import provide_job_service
+from app.openapi import errors
+from app.params import Offset
+from db.models import FileStatus
 from db.settings import Settings
 from db.storage import ObjectStore
 
@@ -41,6 +43,7 @@ class FileController(Controller):
         status_code=201,
         request_max_body_size=None,
         summary="Upload one file as the raw request body (curl -T)",
+        responses=errors(408, 409, 413, 415, 422, 503),
     )
     async def upload(
         self,
@@ -64,23 +67,28 @@ class FileController(Controller):
         file = await files.receive(principal, incoming)
         return FileRecord.of(file, job_id=files.job_ids.get(file.id))
 
-    @get("/", operation_id="listFiles", summary="List files, newest first")
+    @get("/", operation_id="listFiles", summary="List files, newest first", responses=errors(422))
     async def list_files(
         self,
         files: FileService,
         principal: Principal,
         offset: Offset = 0,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
-        status: Annotated[str | None, Parameter(description="stored, failed, receiving or deleted")] = None,
+        status: Annotated[FileStatus | None, Parameter(description="only files in this status (default: all but deleted)")] = None,
     ) -> FilePage:
         items, total = await files.list(principal, offset=offset, limit=limit, status=status)
         return FilePage(items=[FileRecord.of(f) for f in items], total=total, offset=offset, limit=limit)
 
-    @get("/{file_id:uuid}", operation_id="getFile")
+    @get("/{file_id:uuid}", operation_id="getFile", responses=errors(404))
     async def get_file(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> FileRecord:
         return FileRecord.of(await files.get(principal, file_id))
 
-    @get("/{file_id:uuid}/content", operation_id="getFileContent", summary="Stream the stored bytes back")
+    @get(
+        "/{file_id:uuid}/content",
+        operation_id="getFileContent",
+        summary="Stream the stored bytes back",
+        responses=errors(404, 410, 503),
+    )
     async def get_content(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> Stream:
         file, chunks = await files.open_content(principal, file_id)
         disposition = f"attachment; filename*=UTF-8''{quote(file.filename)}"
@@ -92,6 +100,6 @@ class FileController(Controller):
             headers={"Content-Disposition": disposition, "Content-Length": str(file.size)},
         )
 
-    @delete("/{file_id:uuid}", operation_id="deleteFile", status_code=204)
+    @delete("/{file_id:uuid}", operation_id="deleteFile", status_code=204, responses=errors(404, 503))
     async def delete_file(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> None:
         await files.delete(principal, file_id)

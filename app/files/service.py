@@ -204,11 +204,11 @@ class FileService:
             raise NotFound(f"no file {file_id}")
         return file
 
-    async def list(self, owner: Principal, *, offset: int, limit: int, status: str | None) -> tuple[list[File], int]:
-        if status and status not in FileStatus.__members__:
-            raise Unprocessable(f"status must be one of {', '.join(FileStatus)}, not {status!r}")
+    async def list(
+        self, owner: Principal, *, offset: int, limit: int, status: FileStatus | None
+    ) -> tuple[list[File], int]:
         where = [File.owner_id == owner.owner_id]
-        where.append(File.status == FileStatus(status) if status else File.status != FileStatus.deleted)
+        where.append(File.status == status if status else File.status != FileStatus.deleted)
         total = await self.session.scalar(select(func.count()).select_from(File).where(*where)) or 0
         rows = await self.session.scalars(
             select(File).where(*where).order_by(File.created_at.desc(), File.id).offset(offset).limit(limit)

@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.auth import Principal
 from app.jobs.schemas import BatchRecord, JobPage, JobRecord, JobsIn, RejectPage, RejectRecord
 from app.jobs.service import JobService
+from app.openapi import errors
 from app.params import Offset
+from db.models import JobState
 from db.settings import Settings
 
 
@@ -27,36 +29,50 @@ class JobController(Controller):
     tags = ["jobs"]
     dependencies = {"jobs": Provide(provide_job_service, sync_to_thread=False)}
 
-    @post("/", operation_id="createJobs", status_code=201, summary="(Re)process stored files as one batch")
+    @post(
+        "/",
+        operation_id="createJobs",
+        status_code=201,
+        summary="(Re)process stored files as one batch",
+        responses=errors(404, 409, 422),
+    )
     async def create(self, jobs: JobService, principal: Principal, data: JobsIn) -> BatchRecord:
         batch_id, created = await jobs.submit(principal, data)
         return BatchRecord(batch_id=batch_id, jobs=[JobRecord.of(j) for j in created])
 
-    @get("/", operation_id="listJobs", summary="List jobs, newest first")
+    @get("/", operation_id="listJobs", summary="List jobs, newest first", responses=errors(422))
     async def list_jobs(
         self,
         jobs: JobService,
         principal: Principal,
         offset: Offset = 0,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
-        job_state: Annotated[
-            str | None,
-            Parameter(query="state", description="pending, processing, completed, failed, cancelled or timed_out"),
-        ] = None,
+        job_state: Annotated[JobState | None, Parameter(query="state", description="only jobs in this state")] = None,
         batch_id: Annotated[uuid.UUID | None, Parameter(description="only the jobs of this batch")] = None,
     ) -> JobPage:
         items, total = await jobs.list(principal, offset=offset, limit=limit, state=job_state, batch_id=batch_id)
         return JobPage(items=[JobRecord.of(j) for j in items], total=total, offset=offset, limit=limit)
 
-    @get("/{job_id:uuid}", operation_id="getJob")
+    @get("/{job_id:uuid}", operation_id="getJob", responses=errors(404))
     async def get_job(self, jobs: JobService, principal: Principal, job_id: uuid.UUID) -> JobRecord:
         return JobRecord.of(await jobs.get(principal, job_id))
 
-    @post("/{job_id:uuid}/cancel", operation_id="cancelJob", status_code=202, summary="Cancel a pending or running job")
+    @post(
+        "/{job_id:uuid}/cancel",
+        operation_id="cancelJob",
+        status_code=202,
+        summary="Cancel a pending or running job",
+        responses=errors(404, 409),
+    )
     async def cancel(self, jobs: JobService, principal: Principal, job_id: uuid.UUID) -> JobRecord:
         return JobRecord.of(await jobs.cancel(principal, job_id))
 
-    @get("/{job_id:uuid}/rejects", operation_id="listJobRejects", summary="Rows that could not be stored, and why")
+    @get(
+        "/{job_id:uuid}/rejects",
+        operation_id="listJobRejects",
+        summary="Rows that could not be stored, and why",
+        responses=errors(404, 422),
+    )
     async def rejects(
         self,
         jobs: JobService,

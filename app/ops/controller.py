@@ -12,6 +12,7 @@ from litestar import Controller, MediaType, Response, get
 from litestar.datastructures import State
 from sqlalchemy import text
 
+from app.openapi import response
 from app.resources import Resources
 from workers.broker import HEARTBEAT_TIMEOUT_MS, heartbeats_key
 
@@ -53,7 +54,12 @@ class OpsController(Controller):
     async def health(self) -> Health:
         return Health(status="ok")
 
-    @get("/ready", operation_id="ready", summary="PostgreSQL, Redis and the S3 bucket all answer")
+    @get(
+        "/ready",
+        operation_id="ready",
+        summary="PostgreSQL, Redis and the S3 bucket all answer",
+        responses={503: response(Readiness, "A dependency does not answer: status and checks name it")},
+    )
     async def ready(self, state: State) -> Response[Readiness]:
         resources: Resources = state.resources
 

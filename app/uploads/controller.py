@@ -16,6 +16,7 @@ from app.budget import upload_memory
 from app.errors import Unprocessable
 from app.files.service import check_sha256
 from app.jobs.service import JobService
+from app.openapi import errors
 from app.uploads.schemas import ChunkRecord, CompletedUpload, SessionIn, SessionRecord
 from app.uploads.service import UploadService
 from db.settings import Settings
@@ -38,7 +39,13 @@ class UploadController(Controller):
     tags = ["uploads"]
     dependencies = {"uploads": Provide(provide_upload_service, sync_to_thread=False)}
 
-    @post("/", operation_id="createUpload", status_code=201, summary="Start a chunked, resumable upload")
+    @post(
+        "/",
+        operation_id="createUpload",
+        status_code=201,
+        summary="Start a chunked, resumable upload",
+        responses=errors(413, 422, 503),
+    )
     async def create(self, uploads: UploadService, principal: Principal, data: SessionIn) -> SessionRecord:
         return await uploads.create(principal, data)
 
@@ -47,6 +54,7 @@ class UploadController(Controller):
         operation_id="putUploadChunk",
         request_max_body_size=None,
         summary="Send one chunk (raw body); a repeat replaces it",
+        responses=errors(404, 408, 409, 410, 415, 422, 503),
     )
     async def put_chunk(
         self,
@@ -69,7 +77,12 @@ class UploadController(Controller):
             check_sha256(sha256, "X-Chunk-SHA256"),
         )
 
-    @get("/{upload_id:uuid}", operation_id="getUpload", summary="State, received and missing chunks")
+    @get(
+        "/{upload_id:uuid}",
+        operation_id="getUpload",
+        summary="State, received and missing chunks",
+        responses=errors(404),
+    )
     async def get_upload(self, uploads: UploadService, principal: Principal, upload_id: UploadId) -> SessionRecord:
         return await uploads.get(principal, upload_id)
 
@@ -78,10 +91,17 @@ class UploadController(Controller):
         operation_id="completeUpload",
         status_code=200,
         summary="Assemble the chunks inside the object store and create the file",
+        responses=errors(404, 409, 410, 415, 422, 503),
     )
     async def complete(self, uploads: UploadService, principal: Principal, upload_id: UploadId) -> CompletedUpload:
         return await uploads.complete(principal, upload_id)
 
-    @delete("/{upload_id:uuid}", operation_id="abortUpload", status_code=204, summary="Abort and release storage")
+    @delete(
+        "/{upload_id:uuid}",
+        operation_id="abortUpload",
+        status_code=204,
+        summary="Abort and release storage",
+        responses=errors(404, 409, 503),
+    )
     async def abort(self, uploads: UploadService, principal: Principal, upload_id: UploadId) -> None:
         await uploads.abort(principal, upload_id)

@@ -138,7 +138,7 @@ async def test_bad_query_parameters_are_422_naming_them(client: httpx.AsyncClien
     limit = await client.get("/api/v1/files", params={"limit": 0})
     assert limit.status_code == 422 and "'limit'" in limit.json()["detail"], limit.text
     status = await client.get("/api/v1/files", params={"status": "bogus\x00"})
-    assert status.status_code == 422 and "status must be one of" in status.json()["detail"], status.text
+    assert status.status_code == 422 and "'status'" in status.json()["detail"], status.text
     assert (await client.get("/api/v1/files", params={"status": "stored"})).status_code == 200
 
 
