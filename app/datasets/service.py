@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
@@ -26,6 +27,17 @@ class DatasetService:
         self.settings = settings
 
     async def rows(self, owner: Principal, file_id: uuid.UUID, *, offset: int, limit: int) -> RowsPage:
+        try:
+            return await self._rows(owner, file_id, offset=offset, limit=limit)
+        except DBAPIError as exc:
+            # Reprocessing may rebuild the table with other column types; a connection that read it
+            # before holds a prepared plan for the old types, which the driver drops on this error.
+            if type(exc.orig).__name__ != "InvalidCachedStatementError":
+                raise
+            await self.session.rollback()
+            return await self._rows(owner, file_id, offset=offset, limit=limit)
+
+    async def _rows(self, owner: Principal, file_id: uuid.UUID, *, offset: int, limit: int) -> RowsPage:
         file = await self.session.scalar(select(File).where(File.id == file_id, File.owner_id == owner.owner_id))
         if file is None:
             raise NotFound(f"no file {file_id}")

@@ -275,3 +275,15 @@ async def test_a_widening_names_its_own_row_after_a_multi_line_record(
     assert [(r["_row"], r["n"], r["t"]) for r in stored] == [
         (2, "1", "two\nlines"), (3, "", "c"), (4, "3", "d"), (5, "4", "e")
     ]
+
+
+async def test_rows_of_a_table_rebuilt_with_other_types_are_read(jobs_client: httpx.AsyncClient) -> None:
+    record = await upload(jobs_client, "retyped.csv", b"id,member\n1,yes\n2,no\n")
+    for options in ({}, {"yes_no_boolean": False}):
+        job = await wait_job(jobs_client, (await start_job(jobs_client, record["id"], **options))["id"])
+        assert job["state"] == "completed", job["error"]
+        # Several reads, so the API's pooled connections each prepare (and cache) the query.
+        for _ in range(8):
+            response = await jobs_client.get(f"/api/v1/files/{record['id']}/rows")
+            assert response.status_code == 200, response.text
+    assert response.json()["rows"] == [[1, "yes"], [2, "no"]]
