@@ -12,6 +12,7 @@ A text part named ``sha256`` (hex) before a file part is that file's expected ch
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
@@ -56,9 +57,13 @@ class BatchResult(msgspec.Struct):
     status_code: int
     detail: str
     count: int
+    """Files stored."""
     failure_count: int
+    """Files that failed."""
     duration_ms: int
     results: list[BatchItem]
+    batch_id: uuid.UUID | None = None
+    """The batch the stored files' jobs belong to (``/api/v1/batches/{id}/events`` follows them); none without jobs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +85,7 @@ class BatchService:
     ) -> BatchResult:
         started = time.perf_counter()
         results: list[BatchItem] = []
+        self.files.batch_id = uuid.uuid4()
         try:
             await self._receive_parts(owner, content_type, body, process, results)
             if not results:
@@ -87,15 +93,17 @@ class BatchService:
         except ServiceError as exc:
             # A request refused as a whole keeps none of its files, and is shaped like every answer.
             await self._undo(owner, results)
-            count = len(results)
-            exc.extra |= {"count": count, "failure_count": count, "duration_ms": _ms(started), "results": []}
+            exc.extra |= {"count": 0, "failure_count": len(results), "duration_ms": _ms(started), "results": []}
             raise
         except Exception:
             # Nor does one that fails unexpectedly; the failed statement is rolled back first.
             await self.files.session.rollback()
             await self._undo(owner, results)
             raise
-        return _summary(results, started)
+        summary = _summary(results, started)
+        if any(r.file is not None and r.file.job_id is not None for r in results):
+            summary.batch_id = self.files.batch_id
+        return summary
 
     async def _receive_parts(
         self, owner: Principal, content_type: str, body: AsyncIterator[bytes], process: bool, results: list[BatchItem]
@@ -137,7 +145,7 @@ class BatchService:
             # The next part starts only after this one's remaining bytes (if it failed early).
             async for _ in body:
                 pass
-        record = FileRecord.of(file, job_id=self.files.job_ids.get(file.id))
+        record = FileRecord.of(file, self.files.created_jobs.get(file.id))
         return BatchItem(filename=name, status="stored", status_code=201, file=record)
 
     async def _undo(self, owner: Principal, results: list[BatchItem]) -> None:
@@ -202,7 +210,7 @@ def _summary(results: list[BatchItem], started: float) -> BatchResult:
     return BatchResult(
         status_code=status,
         detail=detail,
-        count=len(results),
+        count=stored,
         failure_count=len(failures),
         duration_ms=_ms(started),
         results=results,

@@ -65,7 +65,7 @@ class FileController(Controller):
             process=process,
         )
         file = await files.receive(principal, incoming)
-        return FileRecord.of(file, job_id=files.job_ids.get(file.id))
+        return FileRecord.of(file, files.created_jobs.get(file.id))
 
     @get("/", operation_id="listFiles", summary="List files, newest first", responses=errors(422))
     async def list_files(
@@ -77,11 +77,13 @@ class FileController(Controller):
         status: Annotated[FileStatus | None, Parameter(description="only files in this status (default: all but deleted)")] = None,
     ) -> FilePage:
         items, total = await files.list(principal, offset=offset, limit=limit, status=status)
-        return FilePage(items=[FileRecord.of(f) for f in items], total=total, offset=offset, limit=limit)
+        jobs = await files.latest_jobs(items)
+        return FilePage(items=[FileRecord.of(f, jobs.get(f.id)) for f in items], total=total, offset=offset, limit=limit)
 
     @get("/{file_id:uuid}", operation_id="getFile", responses=errors(404))
     async def get_file(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> FileRecord:
-        return FileRecord.of(await files.get(principal, file_id))
+        file = await files.get(principal, file_id)
+        return FileRecord.of(file, (await files.latest_jobs([file])).get(file.id))
 
     @get(
         "/{file_id:uuid}/content",

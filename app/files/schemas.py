@@ -7,7 +7,7 @@ from datetime import datetime
 
 import msgspec
 
-from db.models import File
+from db.models import File, Job
 
 
 class FileRecord(msgspec.Struct):
@@ -27,10 +27,16 @@ class FileRecord(msgspec.Struct):
     stored_at: datetime | None
     duration_ms: int | None
     job_id: uuid.UUID | None = None
-    """The job that processes the file, when storing it created one."""
+    """The file's latest processing job (on upload: the one storing it created), if any."""
+    job_state: str | None = None
+    """That job's state: pending, processing, completed, failed, cancelled or timed_out."""
+    rows_ok: int | None = None
+    rows_rejected: int | None = None
+    dataset_table: str | None = None
+    """``schema.table`` holding the rows, once the job completed."""
 
     @classmethod
-    def of(cls, file: File, job_id: uuid.UUID | None = None) -> FileRecord:
+    def of(cls, file: File, job: Job | None = None) -> FileRecord:
         return cls(
             id=file.id,
             filename=file.filename,
@@ -47,7 +53,11 @@ class FileRecord(msgspec.Struct):
             created_at=file.created_at,
             stored_at=file.stored_at,
             duration_ms=file.duration_ms,
-            job_id=job_id,
+            job_id=job.id if job is not None else None,
+            job_state=str(job.state) if job is not None else None,
+            rows_ok=job.rows_ok if job is not None else None,
+            rows_rejected=job.rows_rejected if job is not None else None,
+            dataset_table=job.dataset_table if job is not None else None,
         )
 
 

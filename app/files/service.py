@@ -7,7 +7,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -30,7 +30,7 @@ from app.files.detect import (
 )
 from app.files.naming import original_name, sanitize_filename
 from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
-from db.models import File, FileKind, FileStatus
+from db.models import File, FileKind, FileStatus, Job
 from db.settings import Settings
 from db.storage import ObjectMissing, ObjectStore, StorageError
 
@@ -88,8 +88,10 @@ class FileService:
         self.settings = settings
         self.jobs = jobs
         self.memory = memory
-        self.job_ids: dict[uuid.UUID, uuid.UUID] = {}
+        self.created_jobs: dict[uuid.UUID, Job] = {}
         """File id → the job that storing it created (committed with the stored file)."""
+        self.batch_id: uuid.UUID | None = None
+        """Set for a multi-file request: the batch its files' jobs join."""
 
     async def receive(self, owner: Principal, incoming: Incoming) -> File:
         """Stream ``incoming`` into the store; the record is ``stored`` only once the object is whole."""
@@ -167,10 +169,10 @@ class FileService:
         file.stored_at = datetime.now(UTC)
         file.duration_ms = round(elapsed * 1000)
         file.s3_upload_id = None
-        job = self.jobs.add_for_file(file) if self.jobs is not None else None
+        job = self.jobs.add_for_file(file, self.batch_id) if self.jobs is not None else None
         await self.session.commit()
         if job is not None and self.jobs is not None:
-            self.job_ids[file.id] = job.id
+            self.created_jobs[file.id] = job
             await self.jobs.send([job])
         log.info(
             "file stored",
@@ -203,6 +205,18 @@ class FileService:
         if file is None:
             raise NotFound(f"no file {file_id}")
         return file
+
+    async def latest_jobs(self, files: Sequence[File]) -> dict[uuid.UUID, Job]:
+        """Each file's most recent job (the one its record reports), by file id."""
+        if not files:
+            return {}
+        rows = await self.session.scalars(
+            select(Job)
+            .where(Job.file_id.in_([f.id for f in files]))
+            .order_by(Job.file_id, Job.created_at.desc())
+            .distinct(Job.file_id)
+        )
+        return {job.file_id: job for job in rows}
 
     async def list(
         self, owner: Principal, *, offset: int, limit: int, status: FileStatus | None

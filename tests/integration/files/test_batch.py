@@ -41,8 +41,9 @@ async def test_mixed_batch_is_207_with_per_file_results(small: httpx.AsyncClient
     )
     assert response.status_code == 207, response.text
     body = response.json()
-    assert body["count"] == 6
+    assert body["count"] == 2
     assert body["failure_count"] == 4
+    assert body.get("batch_id") is None  # process=false: no jobs, no batch
     assert body["duration_ms"] >= 0
     results = body["results"]
     assert [(r["filename"], r["status"], r["status_code"]) for r in results] == [
@@ -79,13 +80,29 @@ async def test_all_stored_is_201(client: httpx.AsyncClient, resources: Resources
         assert read_object(resources, result["file"]["storage_key"]) == data
 
 
+async def test_files_of_one_request_share_one_batch(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/api/v1/files",
+        files=[("file", (f"part-{i}.csv", csv_bytes(500, seed=20 + i), "text/csv")) for i in range(3)]
+        + [("file", ("a.bin", BINARY, "x/y"))],
+    )
+    assert response.status_code == 207, response.text
+    body = response.json()
+    assert (body["count"], body["failure_count"]) == (3, 1)
+    job_ids = {r["file"]["job_id"] for r in body["results"] if r["status"] == "stored"}
+    assert len(job_ids) == 3 and None not in job_ids
+    jobs = (await client.get("/api/v1/jobs", params={"batch_id": body["batch_id"]})).json()["items"]
+    assert {j["id"] for j in jobs} == job_ids
+    assert {j["batch_id"] for j in jobs} == {body["batch_id"]}
+
+
 async def test_none_stored_answers_the_failures_status(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/api/v1/files", files=[("file", ("a.bin", BINARY, "x/y")), ("file", ("b.bin", BINARY, "x/y"))]
     )
     assert response.status_code == 415
     body = response.json()
-    assert (body["count"], body["failure_count"]) == (2, 2)
+    assert (body["count"], body["failure_count"]) == (0, 2)
     assert "0 of 2 files stored" in body["detail"]
 
 
@@ -95,7 +112,7 @@ async def test_more_than_20_files_is_400_and_keeps_none(client: httpx.AsyncClien
     assert response.status_code == 400
     body = response.json()
     assert "at most 20" in body["detail"]
-    assert (body["count"], body["failure_count"], body["results"]) == (20, 20, [])
+    assert (body["count"], body["failure_count"], body["results"]) == (0, 20, [])
     assert body["duration_ms"] >= 0
     assert (await client.get("/api/v1/files")).json()["total"] == 0
 

@@ -81,6 +81,11 @@ async def test_csv_upload_becomes_a_typed_table(jobs_client: httpx.AsyncClient, 
     snapshot = await resources.redis.get(snapshot_key(job_channel(stack.settings.redis_prefix, record["job_id"])))
     terminal = msgspec.json.decode(snapshot)
     assert terminal["type"] == "completed" and terminal["rows_ok"] == 3 and terminal["dataset_table"]
+    file = (await jobs_client.get(f"/api/v1/files/{record['id']}")).json()
+    assert (file["job_id"], file["job_state"], file["rows_ok"], file["rows_rejected"]) == (record["job_id"], "completed", 3, 0)
+    assert file["dataset_table"] == terminal["dataset_table"] == rows["table"]
+    listed = (await jobs_client.get("/api/v1/files")).json()["items"]
+    assert next(f for f in listed if f["id"] == record["id"])["job_state"] == "completed"
 
 
 async def test_every_row_is_stored_or_rejected_with_its_reason(jobs_client: httpx.AsyncClient) -> None:
