@@ -15,16 +15,28 @@ GiB = 1024**3
 MiB = 1024**2
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off", ""})
+
+
 def _env(name: str, default: Any) -> Any:
     raw = os.environ.get(f"SLUICE_{name.upper()}")
     if raw is None:
         return default
+    variable = f"SLUICE_{name.upper()}"
     if isinstance(default, bool):
-        return raw.strip().lower() in {"1", "true", "yes", "on"}
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
+        word = raw.strip().lower()
+        if word not in _TRUE | _FALSE:
+            # A typo must not quietly turn a setting off.
+            raise ValueError(f"{variable}={raw!r} is not a boolean; write true or false")
+        return word in _TRUE
+    try:
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+    except ValueError:
+        raise ValueError(f"{variable}={raw!r} is not a number") from None
     if isinstance(default, tuple):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw

@@ -19,6 +19,19 @@ def test_environment_overrides_defaults(monkeypatch: pytest.MonkeyPatch) -> None
     assert Settings.from_env(max_file_size=5).max_file_size == 5
 
 
+@pytest.mark.parametrize(("name", "value"), [("SLUICE_S3_SECURE", "ture"), ("SLUICE_PART_SIZE", "8MiB")])
+def test_a_mistyped_value_is_an_error_not_a_default(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"{name}={value!r} is not a"):
+        Settings.from_env()
+
+
+def test_boolean_words_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    for word, expected in (("off", False), ("No", False), ("0", False), ("ON", True), ("yes", True)):
+        monkeypatch.setenv("SLUICE_S3_SECURE", word)
+        assert Settings.from_env().s3_secure is expected
+
+
 def test_defaults_match_the_documented_contract() -> None:
     settings = Settings()
     assert settings.max_file_size == 3 * 1024**3
