@@ -132,6 +132,11 @@ class JobOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     instead of widening the column."""
     yes_no_boolean: bool = True
     """yes/no columns become boolean (as true/false/t/f do); false keeps them text."""
+    decimal: Literal[".", ","] | None = None
+    """CSV/TSV decimal separator: ``","`` reads ``1.234,50`` as 1234.50 in columns of such numbers,
+    ``"."`` never does; ``None`` detects it only when unambiguous (see ``decimal_comma_columns``)."""
+    decimal_columns: list[str] | None = None
+    """Set by the worker, not the client: the columns it read with a decimal comma (``[]``: none)."""
 
 
 def dataset_table(file_id: uuid.UUID) -> str:

@@ -32,6 +32,7 @@ class _Job(msgspec.Struct, frozen=True):
     encoding: str | None
     delimiter: str | None
     header: bool | None
+    decimal: str | None = None
 
 
 class _Opened(msgspec.Struct, tag="table"):
@@ -66,8 +67,9 @@ class CsvChild:
         encoding: str | None = None,
         delimiter: str | None = None,
         header: bool | None = None,
+        decimal: str | None = None,
     ) -> None:
-        job = _Job(settings, key, window_rows, encoding, delimiter, header)
+        job = _Job(settings, key, window_rows, encoding, delimiter, header, decimal)
         self._decoder = msgspec.msgpack.Decoder(_Message)
         self._process = ChildProcess("workers.csv_child:_child_main", msgspec.json.encode(job))
         try:
@@ -136,7 +138,12 @@ def _child_main(fd: int) -> None:
         try:
             source, compressed = _decompressed(stream)
             table, windows = open_csv(
-                source, window_rows=job.window_rows, encoding=job.encoding, delimiter=job.delimiter, header=job.header
+                source,
+                window_rows=job.window_rows,
+                encoding=job.encoding,
+                delimiter=job.delimiter,
+                header=job.header,
+                decimal=job.decimal,
             )
             conn.send_bytes(encoder.encode(_Opened(table)))
             for window in windows:

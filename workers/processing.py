@@ -36,10 +36,10 @@ from db.storage import ObjectMissing, StorageError
 from workers.contracts import JobEvent, JobOptions, dataset_table, job_channel, process_file_message
 from workers.csv_child import CsvChild
 from workers.middleware import Clients
-from workers.parsers.types import ParseError
+from workers.parsers.types import ParseError, Table
 from workers.plan import Malformed, plan_columns
 from workers.progress import publish
-from workers.sink import Progress, Sink
+from workers.sink import DatasetColumn, Progress, Sink
 
 log = logging.getLogger("sluice.jobs")
 
@@ -241,6 +241,8 @@ async def _process(c: Clients, run: JobRun) -> None:
         )
         sink = Sink(c.pool, c.settings.dataset_schema, dataset_table(run.file_id), run.staging, run.job_id, columns)
         await sink.open(fresh=not committed)
+        if run.kind != FileKind.xlsx:
+            await _record_decimal_columns(c, run, table, columns)
         windows = itertools.chain([first] if first is not None else [], windows)
         watcher = asyncio.create_task(_watch_cancel(c, run))
         try:
@@ -259,6 +261,17 @@ async def _process(c: Clients, run: JobRun) -> None:
         "job completed",
         extra={"job_id": str(run.job_id), "rows_ok": run.rows_ok, "rows_rejected": run.rows_rejected},
     )
+
+
+async def _record_decimal_columns(c: Clients, run: JobRun, table: Table, columns: list[DatasetColumn]) -> None:
+    """Show on the job's options which columns the parser read with a decimal comma (by their table names)."""
+    names = [d.name for t, d in zip(table.columns, columns, strict=True) if t.decimal_comma and d.keep]
+    async with c.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE jobs SET options = options || jsonb_build_object('decimal_columns', $2::jsonb) WHERE id = $1",
+            run.job_id,
+            msgspec.json.encode(names).decode(),
+        )
 
 
 async def _pipeline(c: Clients, run: JobRun, sink: Sink, windows: Iterator[Any], committed: set[int]) -> None:
@@ -378,6 +391,7 @@ async def _opened(c: Clients, run: JobRun) -> Any:
         encoding=options.encoding,
         delimiter=delimiter,
         header=options.header,
+        decimal=options.decimal,
     )
     try:
         yield child.table, child.windows()

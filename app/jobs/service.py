@@ -83,6 +83,7 @@ def resolve_options(given: JobOptionsIn, settings: Settings) -> JobOptions:
         mapping=given.mapping,
         strict_types=given.strict_types,
         yes_no_boolean=given.yes_no_boolean,
+        decimal=given.decimal,
     )
 
 

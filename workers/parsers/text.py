@@ -40,6 +40,8 @@ from workers.parsers.types import (
     Reject,
     Table,
     Window,
+    comma_to_dot,
+    decimal_comma_columns,
     infer_types,
     looks_like_header,
     sanitize_columns,
@@ -100,6 +102,7 @@ def open_csv(
     header: bool | None = None,
     max_field_bytes: int = MAX_FIELD_BYTES,
     select: list[int] | None = None,
+    decimal: str | None = None,
 ) -> tuple[Table, Iterator[Window]]:
     """Sniff and open a CSV/TSV byte stream; returns its table and an iterator of windows.
 
@@ -107,13 +110,17 @@ def open_csv(
     window is parsed here (its rows are the type inference sample), so a file with no records
     returns a table without columns and no windows. ``encoding``, ``delimiter`` and ``header``
     override what is sniffed; ``select`` keeps these column indexes, in this order. A field over
-    ``max_field_bytes`` (UTF-8) rejects its record. Raises ParseError when the file cannot be read
+    ``max_field_bytes`` (UTF-8) rejects its record. ``decimal`` (``"."``, ``","`` or None to detect)
+    picks the columns whose decimal-comma numbers are converted (see ``decimal_comma_columns``).
+    Raises ParseError when the file cannot be read
     at all (unknown encoding, undecodable bytes in a strict encoding, unreadable header).
     """
     if window_rows < 1:
         raise ValueError("window_rows must be at least 1")
     if not 1 <= max_field_bytes <= LINE_LIMIT:
         raise ValueError(f"max_field_bytes must be between 1 and {LINE_LIMIT}")
+    if decimal not in (None, ".", ","):
+        raise ValueError("decimal must be '.', ',' or None")
     if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
         raise ParseError(f"delimiter {delimiter!r} cannot be used: give one character other than a quote or newline")
     # The limit is process-wide: it only ever goes up, so parsers on other threads are not hurt.
@@ -131,7 +138,7 @@ def open_csv(
 
     counted = _Counted(source, head[skip:], len(head))
     text = io.TextIOWrapper(io.BufferedReader(counted, READ_BUFFER), encoding=codec, errors=errors, newline="")
-    parser = _Parser(text, counted, delimiter, window_rows, max_field_bytes, select)
+    parser = _Parser(text, counted, delimiter, window_rows, max_field_bytes, select, decimal)
     headers = parser.read_header() if header else None
     first = parser.window(0, want_rows=True)
     if parser.width is None:
@@ -141,7 +148,11 @@ def open_csv(
     order = parser.order
     types = infer_types(first.rows or [], len(order)) if first else ["text"] * len(order)
     names = sanitize_columns(headers)
-    columns = [Column(name=names[i], header=headers[i], pg_type=t) for i, t in zip(order, types, strict=True)]
+    commas = set(parser.decimal_at)
+    columns = [
+        Column(name=names[i], header=headers[i], pg_type=t, decimal_comma=j in commas)
+        for j, (i, t) in enumerate(zip(order, types, strict=True))
+    ]
     table = Table(columns=columns, has_header=bool(header), encoding=codec, delimiter=delimiter)
     if first is None:
         return table, iter(())
@@ -209,6 +220,7 @@ class _Parser:
         window_rows: int,
         max_field_bytes: int,
         select: list[int] | None,
+        decimal: str | None = None,
     ) -> None:
         # The record-by-record path reads through the tee; between its windows both branches stand
         # at the same line, so the fast path may take lines from the source directly.
@@ -227,6 +239,9 @@ class _Parser:
         self._buffer = io.StringIO()
         # "\r\n" as terminator makes csv quote fields holding either character; it is cut off after.
         self._writer = csv.writer(self._buffer, lineterminator="\r\n")
+        self._decimal = decimal
+        self.decimal_at: list[int] = []
+        """Positions (in table order) of the decimal-comma columns, chosen on window 0."""
         self.width: int | None = None
         self._names: list[str] | None = None
         self._row = 0
@@ -291,7 +306,15 @@ class _Parser:
             data = "".join(parts)
         rows = None
         if want_rows:
-            rows = [[None if not (v or quoted) else v for v, quoted in _fields(p[:-1], _COPY_FIELD, ",")[0][1:]] for p in parts]
+            records = [_fields(p[:-1], _COPY_FIELD, ",")[0] for p in parts]
+            rows = [[None if not (v or quoted) else v for v, quoted in r[1:]] for r in records]
+            if self._choose_decimal(rows):
+                for record in records:
+                    for at in self.decimal_at:
+                        value, quoted = record[at + 1]
+                        record[at + 1] = (comma_to_dot(value), quoted)
+                data = "".join(map(_copy_line, records))
+                rows = [[None if not (v or quoted) else v for v, quoted in r[1:]] for r in records]
         rejects.sort(key=lambda r: r.row_number)
         return Window(
             index=index,
@@ -302,6 +325,21 @@ class _Parser:
             rejects=rejects,
             bytes_read=self._counted.consumed,
         )
+
+    def _choose_decimal(self, rows: list[list[str | None]]) -> bool:
+        """Decide the decimal-comma columns from the inference sample; True when there are any.
+
+        Only then do records take the converting path: without them no value costs anything more.
+        """
+        assert self.width is not None
+        width = len(self._select) if self._select is not None else self.width
+        flags = decimal_comma_columns(rows, width, decimal=self._decimal, delimiter=self._delimiter)
+        self.decimal_at = [i for i, flag in enumerate(flags) if flag]
+        if not self.decimal_at:
+            return False
+        self._passthrough = False
+        self._convert = self._convert_decimal  # type: ignore[method-assign]
+        return True
 
     def _fast_window(self, index: int) -> Window | None:
         """The next window if its ``window_rows`` lines are all plain records (see the module
@@ -493,6 +531,22 @@ class _Parser:
         if self._select is None:
             return self._serialise([str(row), *fields])
         return self._serialise([str(row), *(fields[i] for i in self._select)])
+
+    def _convert_decimal(self, row: int, fields: list[str], raw: str) -> str | Reject:
+        """``_convert`` with the values of the decimal-comma columns as PostgreSQL reads numbers."""
+        if "\x00" in raw:
+            return _nul_reject(row, raw)
+        if "" in fields and '""' in raw:
+            pairs = _fields(raw.rstrip(_EOL), self._field, self._delimiter)[0]
+            chosen = pairs if self._select is None else [pairs[i] for i in self._select]
+            for at in self.decimal_at:
+                value, quoted = chosen[at]
+                chosen[at] = (comma_to_dot(value), quoted)
+            return _copy_line([(str(row), False), *chosen])
+        values = fields if self._select is None else [fields[i] for i in self._select]
+        for at in self.decimal_at:
+            values[at] = comma_to_dot(values[at])
+        return self._serialise([str(row), *values])
 
     def _serialise(self, values: list[str]) -> str:
         self._buffer.seek(0)

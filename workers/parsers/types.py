@@ -64,6 +64,8 @@ class Column(msgspec.Struct, frozen=True):
     """As the file's header had it (``col_N`` when the file has no header)."""
     pg_type: str
     """Inferred from window 0: bigint, numeric, double precision, boolean, date, timestamp, timestamptz or text."""
+    decimal_comma: bool = False
+    """Its numbers are written with a decimal comma (``1.234,50``); the parser gives them to COPY as ``1234.50``."""
 
 
 class Table(msgspec.Struct, frozen=True):
@@ -218,6 +220,43 @@ def infer_types(rows: list[list[str | None]], columns: int) -> list[str]:
                 break
         types.append(current or TEXT)
     return types
+
+
+# --- decimal commas ------------------------------------------------------------------------
+
+_DETECT_COMMA = re.compile(r"-?[0-9]{1,3}(?:\.[0-9]{3})*,[0-9]+|-?[0-9]+,[0-9]+")
+"""A decimal-comma number as detection requires it: a comma, and dots only as thousands separators."""
+_COMMA_NUMBER = re.compile(r"-?(?:[0-9]{1,3}(?:\.[0-9]{3})+(?:,[0-9]+)?|[0-9]+,[0-9]+)")
+"""A number as written with a decimal comma, including one with thousands dots and no decimals (``1.234``)."""
+
+
+def comma_to_dot(value: str) -> str:
+    """``value`` as PostgreSQL reads numbers when it is a decimal-comma number (``-1.234,50`` →
+    ``-1234.50``); any other value unchanged."""
+    if _COMMA_NUMBER.fullmatch(value):
+        return value.replace(".", "").replace(",", ".")
+    return value
+
+
+def decimal_comma_columns(rows: list[list[str | None]], columns: int, *, decimal: str | None, delimiter: str) -> list[bool]:
+    """Which columns of the inference sample hold decimal-comma numbers.
+
+    ``decimal`` is the job's option: ``"."`` never, ``","`` every column whose values are all
+    numbers when read with a decimal comma (decimal-comma numbers or integers, at least one
+    value), ``None`` detects: only when the delimiter is not a comma, no value of the sample is a
+    plain dot decimal (``1.5``, or ``1.234`` that could be a thousands dot), and the column's every
+    value is a decimal-comma number (``1,50``, ``-3,25``, ``1.234,50``).
+    """
+    if decimal == "." or (decimal is None and delimiter == ","):
+        return [False] * columns
+    values = [[v for row in rows if index < len(row) and (v := row[index])] for index in range(columns)]
+    if decimal is None:
+        if any(_DECIMAL.fullmatch(v) for column in values for v in column):
+            return [False] * columns
+        return [bool(column) and all(_DETECT_COMMA.fullmatch(v) for v in column) for column in values]
+    return [
+        bool(column) and all(_COMMA_NUMBER.fullmatch(v) or _INT.fullmatch(v) for v in column) for column in values
+    ]
 
 
 # --- column names ---------------------------------------------------------------------------
