@@ -15,6 +15,7 @@ from litestar.types import ASGIApp
 
 from app.admin.controller import AdminController
 from app.auth import BearerAuthMiddleware
+from app.batches.controller import BatchController
 from app.bodies import BoundedRequest
 from app.datasets.controller import DatasetController
 from app.deps import provide_db_session, provide_principal, provide_settings, provide_store
@@ -58,7 +59,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
 
     prometheus = PrometheusConfig(app_name="sluice", prefix="sluice", group_path=True, exclude=PUBLIC_PATHS)
     return Litestar(
-        route_handlers=[OpsController, MetricsController, FileController, upload_batch, UploadController, JobController, DatasetController, EventController, AdminController],
+        route_handlers=[OpsController, MetricsController, FileController, upload_batch, UploadController, JobController, BatchController, DatasetController, EventController, AdminController],
         plugins=[EventChannels.from_settings(settings)],
         lifespan=[lifespan],
         middleware=[
