@@ -53,6 +53,12 @@ class BatchItem(msgspec.Struct, omit_defaults=True):
     file: FileRecord | None = None
 
 
+class BatchFailure(msgspec.Struct):
+    original_name: str
+    """The part's filename as stored names are made (control and bidi characters removed)."""
+    error: str
+
+
 class BatchResult(msgspec.Struct):
     status_code: int
     detail: str
@@ -63,7 +69,15 @@ class BatchResult(msgspec.Struct):
     duration_ms: int
     results: list[BatchItem]
     batch_id: uuid.UUID | None = None
-    """The batch the stored files' jobs belong to (``/api/v1/batches/{id}/events`` follows them); none without jobs."""
+    """The batch the stored files' jobs belong to (``/api/v1/batches/{id}`` reads it); none without jobs."""
+    # The shape clients of the parallel S3 uploader read, beside ``results``.
+    success: bool = False
+    """Every file was stored."""
+    partial_success: bool = False
+    """Some files were stored and some not."""
+    files: list[FileRecord] = []
+    """The stored files' records."""
+    failures: list[BatchFailure] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +107,16 @@ class BatchService:
         except ServiceError as exc:
             # A request refused as a whole keeps none of its files, and is shaped like every answer.
             await self._undo(owner, results)
-            exc.extra |= {"count": 0, "failure_count": len(results), "duration_ms": _ms(started), "results": []}
+            exc.extra |= {
+                "count": 0,
+                "failure_count": len(results),
+                "duration_ms": _ms(started),
+                "results": [],
+                "success": False,
+                "partial_success": False,
+                "files": [],
+                "failures": [{"original_name": r.filename, "error": r.detail or exc.detail} for r in results],
+            }
             raise
         except Exception:
             # Nor does one that fails unexpectedly; the failed statement is rolled back first.
@@ -214,6 +237,10 @@ def _summary(results: list[BatchItem], started: float) -> BatchResult:
         failure_count=len(failures),
         duration_ms=_ms(started),
         results=results,
+        success=not failures,
+        partial_success=bool(failures) and stored > 0,
+        files=[r.file for r in results if r.file is not None],
+        failures=[BatchFailure(original_name=r.filename, error=r.detail or "") for r in failures],
     )
 
 
