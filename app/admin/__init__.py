@@ -1,1 +1,1 @@
-"""Routes for admin keys: what the whole service holds, live upload sessions, cancelling any job."""
+"""Routes for admin keys: what the whole service holds, storage per owner, live upload sessions, cancelling any job or upload."""

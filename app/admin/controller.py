@@ -13,13 +13,17 @@ from litestar.handlers import BaseRouteHandler
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.admin.schemas import ActiveUploadPage, Stats
+from app.admin.schemas import ActiveUploadPage, OwnerStoragePage, Stats
 from app.admin.service import AdminService
+from app.auth import Principal
 from app.jobs.controller import provide_job_service
 from app.jobs.schemas import JobRecord
 from app.jobs.service import JobService
 from app.openapi import errors
 from app.params import Offset
+from app.uploads.controller import provide_upload_service
+from app.uploads.schemas import SessionRecord
+from app.uploads.service import UploadService
 from db.storage import ObjectStore
 
 
@@ -39,6 +43,7 @@ class AdminController(Controller):
     dependencies = {
         "admin": Provide(provide_admin_service, sync_to_thread=False),
         "jobs": Provide(provide_job_service, sync_to_thread=False),
+        "uploads": Provide(provide_upload_service, sync_to_thread=False),
     }
 
     @get(
@@ -64,6 +69,33 @@ class AdminController(Controller):
     ) -> ActiveUploadPage:
         items, total = await admin.active_uploads(offset=offset, limit=limit)
         return ActiveUploadPage(items=items, total=total, offset=offset, limit=limit)
+
+    @post(
+        "/uploads/{upload_id:uuid}/cancel",
+        operation_id="adminCancelUpload",
+        status_code=200,
+        summary="Abort any owner's receiving chunked session and release its storage",
+        responses=errors(403, 404, 409),
+    )
+    async def cancel_upload(
+        self, admin: AdminService, uploads: UploadService, principal: Principal, upload_id: uuid.UUID
+    ) -> SessionRecord:
+        return await admin.cancel_upload(principal, uploads, upload_id)
+
+    @get(
+        "/storage",
+        operation_id="adminStorage",
+        summary="Storage of each owner: stored bytes, live sessions, incomplete multipart uploads",
+        responses=errors(403, 422, 503),
+    )
+    async def storage(
+        self,
+        admin: AdminService,
+        offset: Offset = 0,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+    ) -> OwnerStoragePage:
+        items, total = await admin.storage(offset=offset, limit=limit)
+        return OwnerStoragePage(items=items, total=total, offset=offset, limit=limit)
 
     @post(
         "/jobs/{job_id:uuid}/cancel",

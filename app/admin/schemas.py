@@ -46,3 +46,25 @@ class ActiveUploadPage(msgspec.Struct):
     total: int
     offset: int
     limit: int
+
+
+class OwnerStorage(msgspec.Struct):
+    """What one owner holds in the bucket and what its live sessions are writing."""
+
+    owner_id: uuid.UUID
+    files_stored: int
+    bytes_stored: int
+    """Stored files' bytes."""
+    uploads_receiving: int
+    """Chunked sessions still receiving."""
+    bytes_in_sessions: int
+    """Bytes those sessions have received so far."""
+    incomplete_multipart_uploads: int
+    """Multipart uploads in the bucket under the owner's keys: live sessions' and orphans not aborted yet."""
+
+
+class OwnerStoragePage(msgspec.Struct):
+    items: list[OwnerStorage]
+    total: int
+    offset: int
+    limit: int

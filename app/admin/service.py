@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import uuid
+from collections import Counter
+
 from anyio import to_thread
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.admin.schemas import ActiveUpload, Stats, Tally
-from db.models import ApiKey, File, Job, SessionState, UploadChunk, UploadSession
+from app.admin.schemas import ActiveUpload, OwnerStorage, Stats, Tally
+from app.auth import Principal
+from app.errors import Conflict, NotFound
+from app.uploads.schemas import SessionRecord
+from app.uploads.service import UploadService
+from db.models import ApiKey, File, FileStatus, Job, SessionState, UploadChunk, UploadSession
 from db.storage import ObjectStore
 
 
@@ -90,3 +97,68 @@ class AdminService:
             for upload, received, size in rows
         ]
         return items, total or 0
+
+    async def storage(self, *, offset: int, limit: int) -> tuple[list[OwnerStorage], int]:
+        """Per owner: stored bytes, live sessions' bytes, incomplete multipart uploads; the largest first."""
+        stored = {
+            owner: (count, int(size or 0))
+            for owner, count, size in await self.session.execute(
+                select(File.owner_id, func.count(), func.sum(File.size))
+                .where(File.status == FileStatus.stored)
+                .group_by(File.owner_id)
+            )
+        }
+        received = (
+            select(UploadChunk.session_id, func.sum(UploadChunk.size).label("bytes"))
+            .group_by(UploadChunk.session_id)
+            .subquery()
+        )
+        sessions = {
+            owner: (count, int(size or 0))
+            for owner, count, size in await self.session.execute(
+                select(UploadSession.owner_id, func.count(), func.sum(received.c.bytes))
+                .outerjoin(received, received.c.session_id == UploadSession.id)
+                .where(UploadSession.state == SessionState.receiving)
+                .group_by(UploadSession.owner_id)
+            )
+        }
+        incomplete = await to_thread.run_sync(self._incomplete_by_owner)
+        owners = sorted(
+            stored.keys() | sessions.keys() | incomplete.keys(),
+            key=lambda o: (-stored.get(o, (0, 0))[1], -sessions.get(o, (0, 0))[1], str(o)),
+        )
+        items = [
+            OwnerStorage(
+                owner_id=owner,
+                files_stored=stored.get(owner, (0, 0))[0],
+                bytes_stored=stored.get(owner, (0, 0))[1],
+                uploads_receiving=sessions.get(owner, (0, 0))[0],
+                bytes_in_sessions=sessions.get(owner, (0, 0))[1],
+                incomplete_multipart_uploads=incomplete.get(owner, 0),
+            )
+            for owner in owners[offset : offset + limit]
+        ]
+        return items, len(owners)
+
+    def _incomplete_by_owner(self) -> Counter[uuid.UUID]:
+        """Storage keys are ``files/<owner id>/<file id>``, so each upload's key names its owner."""
+        owners: Counter[uuid.UUID] = Counter()
+        for upload in self.store.list_incomplete("files/"):
+            try:
+                owners[uuid.UUID(upload.key.split("/")[1])] += 1
+            except (IndexError, ValueError):
+                continue  # not a key Sluice made
+        return owners
+
+    async def cancel_upload(self, admin: Principal, uploads: UploadService, upload_id: uuid.UUID) -> SessionRecord:
+        """Abort any owner's receiving session through the owner's own abort path, which releases
+        its multipart upload (or leaves it to the sweeper while the store is down)."""
+        upload = await self.session.scalar(select(UploadSession).where(UploadSession.id == upload_id))
+        if upload is None:
+            raise NotFound(f"no upload session {upload_id}; list them with GET /api/v1/admin/uploads")
+        if upload.state != SessionState.receiving:
+            raise Conflict(f"upload session {upload_id} is already {upload.state}; only a receiving session can be cancelled")
+        # The owner's path, on the owner's behalf: it finds the session by its owner.
+        owner = Principal(owner_id=upload.owner_id, key_id=admin.key_id, is_admin=True)
+        await uploads.abort(owner, upload_id)
+        return await uploads.get(owner, upload_id)
