@@ -120,9 +120,11 @@ def _cell(
                 continue
             raw = child.text or ""
         elif tag == inline_tag:
-            if len(child) == 1 and not child[0].attrib and child[0].tag == inline_tag[:-2] + "t":
-                text = (child[0].text or "").strip(" \t\r\n")  # the common case: one plain <t>
-                return _ESCAPE.sub(_unescape, text) if "_x00" in text else text
+            if len(child) == 1:
+                only = child[0]
+                if only.tag == inline_tag[:-2] + "t" and not only.attrib:
+                    text = (only.text or "").strip(" \t\r\n")  # the common case: one plain <t>
+                    return _ESCAPE.sub(_unescape, text) if "_x00" in text else text
             return _string_item(child)
         elif tag != formula_tag:
             raise ParseError(f"cell {cell.get('r') or '?'} holds an unexpected <{etree.QName(tag).localname}> element")
