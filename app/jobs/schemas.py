@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
@@ -30,8 +30,9 @@ class JobOptionsIn(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=Tru
     """Keep the inferred types: a later value that does not fit rejects its row instead of widening the column."""
     yes_no_boolean: bool = True
     """yes/no columns become boolean; false keeps them text."""
-    decimal: Literal[".", ","] | None = None
-    """CSV/TSV decimal separator; detected (only when unambiguous) when absent."""
+    decimal: str | None = None
+    """CSV/TSV decimal separator, ``"."`` or ``","`` (any other value answers 422); detected, only when
+    unambiguous, when absent."""
 
 
 class JobsIn(msgspec.Struct, forbid_unknown_fields=True):

@@ -71,6 +71,11 @@ def resolve_options(given: JobOptionsIn, settings: Settings) -> JobOptions:
                 f"options.encoding {given.encoding!r} is not an encoding Python knows; try utf-8, utf-16 or latin-1"
             ) from None
     check_mapping(given.mapping)
+    if given.decimal not in (None, ".", ","):
+        shown = given.decimal if len(given.decimal) <= 20 else given.decimal[:20] + "…"
+        raise Unprocessable(
+            f"options.decimal {shown!r} is not a decimal separator: give \".\" or \",\", or leave it out to detect it"
+        )
     return JobOptions(
         window_rows=given.window_rows or settings.window_rows,
         max_concurrency=given.max_concurrency or settings.max_concurrency,
@@ -83,7 +88,7 @@ def resolve_options(given: JobOptionsIn, settings: Settings) -> JobOptions:
         mapping=given.mapping,
         strict_types=given.strict_types,
         yes_no_boolean=given.yes_no_boolean,
-        decimal=given.decimal,
+        decimal=given.decimal,  # type: ignore[arg-type]  # checked above: "." or ","
     )
 
 
