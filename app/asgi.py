@@ -30,9 +30,20 @@ from app.jobs.controller import JobController
 from app.logs import configure_logging
 from app.ops.controller import OpsController
 from app.resources import Resources
+from app.tus.controller import TusController
 from app.uploads.controller import UploadController
 from db.settings import Settings
 
+TUS_REQUEST_HEADERS = [
+    "Tus-Resumable", "Upload-Length", "Upload-Defer-Length", "Upload-Offset", "Upload-Metadata",
+    "Upload-Checksum", "Upload-Concat", "X-HTTP-Method-Override", "X-Requested-With",
+]
+TUS_RESPONSE_HEADERS = [
+    "Location", "Tus-Resumable", "Tus-Version", "Tus-Extension", "Tus-Max-Size", "Tus-Checksum-Algorithm",
+    "Upload-Offset", "Upload-Length", "Upload-Defer-Length", "Upload-Metadata", "Upload-Expires", "Upload-Concat",
+    "Sluice-File-Id", "Sluice-Job-Id",
+]
+"""What a browser's tus client sends and must be allowed to read on another origin."""
 PUBLIC_PATHS = ["^/health$", "^/ready$", "^/metrics$", "^/schema"]
 
 
@@ -59,7 +70,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
 
     prometheus = PrometheusConfig(app_name="sluice", prefix="sluice", group_path=True, exclude=PUBLIC_PATHS)
     return Litestar(
-        route_handlers=[OpsController, MetricsController, FileController, upload_batch, UploadController, JobController, BatchController, DatasetController, EventController, AdminController],
+        route_handlers=[OpsController, MetricsController, FileController, upload_batch, UploadController, TusController, JobController, BatchController, DatasetController, EventController, AdminController],
         plugins=[EventChannels.from_settings(settings)],
         lifespan=[lifespan],
         middleware=[
@@ -87,8 +98,9 @@ def _cors(settings: Settings) -> CORSConfig | None:
     # Keys travel in a header, never in cookies: no credentials mode, so "*" exposes nothing.
     return CORSConfig(
         allow_origins=list(settings.cors_origins),
-        allow_methods=["GET", "POST", "PUT", "DELETE"],
-        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Content-SHA256", "X-Chunk-SHA256"],
+        allow_methods=["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Content-SHA256", "X-Chunk-SHA256", *TUS_REQUEST_HEADERS],
+        expose_headers=TUS_RESPONSE_HEADERS,
         max_age=600,
     )
 

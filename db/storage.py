@@ -14,6 +14,7 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import urllib3
 from minio import Minio
+from minio.commonconfig import ComposeSource
 from minio.datatypes import Part
 from minio.error import MinioException, S3Error
 
@@ -31,6 +32,14 @@ class ObjectMissing(StorageError):
     def __init__(self, key: str) -> None:
         super().__init__(f"object {key} is missing from the object store")
         self.key = key
+
+
+TUS_TAIL_PREFIX = "tus-tails/"
+"""A tus upload's bytes after its last whole part wait in ``tus-tails/<upload id>`` for the next PATCH."""
+
+
+def tus_tail_key(upload_id: object) -> str:
+    return f"{TUS_TAIL_PREFIX}{upload_id}"
 
 
 _MISSING = frozenset({"NoSuchKey", "NoSuchObject", "ResourceNotFound"})
@@ -68,6 +77,10 @@ class ObjectStore(Protocol):
     def complete(self, key: str, upload_id: str, parts: list[PartInfo]) -> None: ...
     def abort(self, key: str, upload_id: str) -> None: ...
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
+    def compose(self, key: str, sources: list[str], content_type: str) -> None:
+        """Join the objects ``sources`` into ``key`` inside the store (UploadPartCopy); every
+        source but the last must be at least 5 MiB, the S3 part minimum."""
+        ...
     def open(self, key: str, offset: int = 0, length: int | None = None) -> BinaryIO: ...
     def stat(self, key: str) -> ObjectInfo | None: ...
     def delete(self, key: str) -> None: ...
@@ -150,6 +163,15 @@ class MinioStore:
     def put(self, key: str, data: bytes, content_type: str) -> None:
         with _translated():
             self._client._put_object(self.bucket, key, data, {"Content-Type": content_type})
+
+    def compose(self, key: str, sources: list[str], content_type: str) -> None:
+        with _translated():
+            self._client.compose_object(
+                self.bucket,
+                key,
+                [ComposeSource(self.bucket, source) for source in sources],
+                metadata={"Content-Type": content_type},
+            )
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         """A stream of the object's bytes; ``ObjectMissing`` when there is no such object."""

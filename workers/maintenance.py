@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from db.models import File, FileStatus, SessionState, UploadSession
 from db.settings import Settings
-from db.storage import ObjectStore, StorageError
+from db.storage import ObjectStore, StorageError, tus_tail_key
 from workers.contracts import MAINTENANCE_QUEUE, UploadEvent, upload_channel
 from workers.middleware import current_clients
 from workers.progress import publish
@@ -60,6 +60,8 @@ async def expire_sessions(
             for upload in due:
                 try:
                     await asyncio.to_thread(store.abort, upload.storage_key, upload.s3_upload_id)
+                    if upload.protocol == "tus":
+                        await asyncio.to_thread(store.delete, tus_tail_key(upload.id))
                 except StorageError as exc:
                     log.warning("expired upload left for release", extra={"upload_id": str(upload.id), "error": str(exc)})
                     upload.abort_pending = True
@@ -74,7 +76,38 @@ async def expire_sessions(
             for upload in closed:
                 await _announce(redis, settings, upload)
         if len(closed) < BATCH:
-            return expired
+            return expired + await _expire_unjoined_partials(sessionmaker, store, now)
+
+
+async def _expire_unjoined_partials(
+    sessionmaker: async_sessionmaker[AsyncSession], store: ObjectStore, now: datetime
+) -> int:
+    """Delete the objects of tus partial uploads that no final upload joined before they expired."""
+    async with sessionmaker() as session:
+        due = list(
+            await session.scalars(
+                select(UploadSession)
+                .where(
+                    UploadSession.protocol == "tus",
+                    UploadSession.concat == "partial",
+                    UploadSession.concat_of.is_(None),
+                    UploadSession.state == SessionState.completed,
+                    UploadSession.expires_at <= now,
+                )
+                .limit(BATCH)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        for upload in due:
+            try:
+                await asyncio.to_thread(store.delete, upload.storage_key)
+            except StorageError as exc:
+                log.warning("expired partial upload left for the next run", extra={"upload_id": str(upload.id), "error": str(exc)})
+                continue
+            upload.state = SessionState.expired
+            upload.error = "no final upload joined this partial upload before it expired"
+        await session.commit()
+    return len(due)
 
 
 async def fail_stalled_files(

@@ -55,6 +55,22 @@ class UploadSession(Timestamps, Base):
     expires_at: Mapped[datetime]
     abort_pending: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     """Closed, but its multipart upload could not be released yet (object store down)."""
+    protocol: Mapped[str] = mapped_column(String(8), default="chunks", server_default="chunks")
+    """``chunks`` (Sluice's chunk API) or ``tus`` (tus 1.0, app/tus)."""
+    offset: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """tus: bytes durably stored, in parts (``upload_chunks``) plus the tail object."""
+    tail_size: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    """tus: bytes after the last whole part, kept in the object ``tus-tails/<id>``."""
+    length_deferred: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
+    """tus: created with ``Upload-Defer-Length``; ``size`` is 0 until a PATCH declares it."""
+    tus_metadata: Mapped[str | None] = mapped_column(Text)
+    concat: Mapped[str | None] = mapped_column(String(8))
+    """tus concatenation: ``partial`` or ``final``."""
+    concat_of: Mapped[str | None] = mapped_column(Text)
+    """tus final upload: the partial uploads' ids, space-separated, in order."""
+    lock_token: Mapped[uuid.UUID | None]
+    locked_until: Mapped[datetime | None]
+    """tus: the PATCH holding ``lock_token`` writes until then (its lease grows as parts are stored)."""
 
 
 class UploadChunk(Base):

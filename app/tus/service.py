@@ -1,0 +1,570 @@
+"""tus 1.0 uploads as upload sessions: the same rows, parts, expiry, events and completion as the
+chunk API (``UploadService``), addressed by byte offset instead of chunk index.
+
+Bytes go to the session's S3 multipart upload in parts of ``part_size``. A PATCH that ends mid-part
+stores what is left (the tail) as the small object ``tus-tails/<id>``; the next PATCH, on any API
+process, reads it back in front of its own bytes. ``offset`` therefore counts only bytes that are
+in the object store, and it moves in the same transaction that records a part or a tail.
+
+One PATCH at a time: a lease on the session row (``lock_token``/``locked_until``) taken with one
+conditional UPDATE; the loser answers 409. No connection is held while the body arrives, and a
+lease left by a process that died lapses by itself.
+
+Checksums: with ``Upload-Checksum`` the parts still stream to S3 as they fill (memory stays one
+part), but nothing is recorded until the digest matches. On a mismatch the offset stays where it
+was; the parts already sent are unrecorded and the next PATCH overwrites them (S3 replaces a part
+sent again under the same number), and the tail object is left as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import mimetypes
+import uuid
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from anyio import to_thread
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+
+from app.auth import Principal
+from app.budget import GRAIN, PartBuffer
+from app.errors import Conflict, Gone, NotFound, PayloadTooLarge, ServiceError, Unprocessable, UnsupportedType
+from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, detect
+from app.files.naming import original_name, sanitize_filename
+from app.files.service import storage_key
+from app.tus.schemas import Checksum, Creation, TusState
+from app.uploads.service import MIN_PART, UploadService, check_content_type
+from db.models import FileKind, SessionState, UploadChunk, UploadSession
+from db.storage import PartInfo, StorageError, tus_tail_key
+
+log = logging.getLogger("sluice.tus")
+TAIL_TYPE = "application/octet-stream"
+BASE = "/api/v1/tus"
+HASHES: dict[str, Callable[[], Any]] = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+
+
+class ChecksumMismatch(ServiceError):
+    """tus's own status for a body whose ``Upload-Checksum`` does not match."""
+
+    status_code = 460
+
+
+class TusService(UploadService):
+    """tus over upload sessions; ``complete``, ``_finish`` and ``_publish`` are the chunk API's own."""
+
+    async def begin(self, owner: Principal, spec: Creation) -> TusState:
+        if spec.final_of is not None:
+            return await self._concatenate(owner, spec)
+        length = spec.length
+        if length is not None:
+            self._check_length(length)
+        raw_name = _text(spec.metadata, "filename") or "upload"
+        filename = sanitize_filename(raw_name)
+        content_type = check_content_type(_text(spec.metadata, "filetype") or None)
+        key = storage_key(owner.owner_id, uuid.uuid4())
+        object_type = content_type or mimetypes.guess_type(filename)[0] or CONTENT_TYPES[FileKind.other]
+        s3_upload_id = await to_thread.run_sync(self.store.create, key, object_type)
+        upload = UploadSession(
+            id=uuid.uuid4(),
+            owner_id=owner.owner_id,
+            original_filename=original_name(raw_name),
+            filename=filename,
+            size=length or 0,
+            chunk_size=self.settings.part_size,
+            total_chunks=self._parts_of(length or 0),
+            content_type=content_type,
+            process=_process(spec.metadata),
+            state=SessionState.receiving,
+            bucket=self.store.bucket,
+            storage_key=key,
+            s3_upload_id=s3_upload_id,
+            expires_at=self._new_expiry(),
+            protocol="tus",
+            length_deferred=length is None,
+            tus_metadata=spec.raw_metadata,
+            concat="partial" if spec.partial else None,
+        )
+        self.session.add(upload)
+        await self.session.commit()
+        log.info("tus upload created", extra={"upload_id": str(upload.id), "size": length})
+        return self._state_of(upload)
+
+    async def state(self, owner: Principal, upload_id: uuid.UUID) -> TusState:
+        upload = await self._tus(owner, upload_id)
+        await self.session.commit()
+        self._ensure_alive(upload)
+        return self._state_of(upload, await self._job_of(upload))
+
+    async def patch(
+        self,
+        owner: Principal,
+        upload_id: uuid.UUID,
+        offset: int,
+        body: AsyncIterator[bytes],
+        *,
+        length: int | None = None,
+        checksum: Checksum | None = None,
+    ) -> TusState:
+        upload = await self._tus(owner, upload_id)
+        if upload.concat == "final":
+            raise Forbidden(f"upload {upload.id} is a final (concatenated) upload; it takes no PATCH")
+        self._ensure_alive(upload)
+        token = await self._lock(upload)
+        try:
+            upload = await self._tus(owner, upload_id)
+            return await self._patch_locked(owner, upload, token, offset, body, length, checksum)
+        finally:
+            await self._unlock(upload_id, token)
+
+    async def terminate(self, owner: Principal, upload_id: uuid.UUID) -> None:
+        upload = await self._tus(owner, upload_id, lock=True)
+        if upload.state == SessionState.receiving:
+            await self._finish(upload, SessionState.aborted, "terminated by the client (tus DELETE)")
+            await self._drop_tail(upload)
+            return
+        if upload.state == SessionState.completed and upload.concat == "partial" and upload.concat_of is None:
+            await to_thread.run_sync(self.store.delete, upload.storage_key)
+            await self._set_state(upload, SessionState.aborted, "terminated by the client (tus DELETE)")
+            return
+        if upload.state == SessionState.completed:
+            raise Conflict(
+                f"upload {upload.id} is complete; delete its file with DELETE /api/v1/files/{upload.file_id}"
+            )
+        raise NotFound(f"upload {upload.id} is {upload.state} already")
+
+    async def _patch_locked(
+        self,
+        owner: Principal,
+        upload: UploadSession,
+        token: uuid.UUID,
+        offset: int,
+        body: AsyncIterator[bytes],
+        length: int | None,
+        checksum: Checksum | None,
+    ) -> TusState:
+        self._ensure_alive(upload)
+        if upload.state == SessionState.completed:
+            raise Conflict(f"upload {upload.id} is complete ({upload.size} bytes); it takes no more bytes")
+        if offset != upload.offset:
+            raise Conflict(
+                f"Upload-Offset is {offset} but upload {upload.id} has {upload.offset} bytes; "
+                "ask HEAD for the offset and continue from there",
+                offset=upload.offset,
+            )
+        if length is not None:
+            await self._declare_length(upload, length)
+        await self.session.commit()
+        limit = self.settings.max_file_size if upload.length_deferred else upload.size
+        start = upload.offset
+        stored_parts = (upload.offset - upload.tail_size) // upload.chunk_size
+        async with PartBuffer(self.memory.claim(owner.owner_id, upload.chunk_size)) as buffer:
+            if upload.tail_size:
+                await self._read_tail(upload, buffer)
+            digest = HASHES[checksum.algorithm]() if checksum is not None else None
+            number = stored_parts + 1
+            unrecorded: list[tuple[PartInfo, str]] = []
+            received = 0
+            interrupted: Exception | None = None
+            chunks = body.__aiter__()
+            while True:
+                try:
+                    data = await chunks.__anext__()
+                except StopAsyncIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 - a dropped or stalled body: keep what arrived
+                    interrupted = exc
+                    break
+                if start + received + len(data) > limit:
+                    raise self._too_long(upload, limit)
+                if digest is not None:
+                    digest.update(data)
+                received += len(data)
+                rest = memoryview(data)
+                while rest:
+                    taken = await buffer.fill(rest)
+                    rest = rest[taken:]
+                    if buffer.full:
+                        part = await self._store_part(upload, buffer, number)
+                        if checksum is None:
+                            await self._record(upload, token, [part], upload.chunk_size * number, 0)
+                        else:
+                            unrecorded.append(part)
+                        number += 1
+                        buffer.length = 0
+            if checksum is not None:
+                if interrupted is not None:
+                    raise interrupted
+                actual = digest.digest() if digest is not None else b""
+                if not hmac.compare_digest(actual, checksum.digest):
+                    raise ChecksumMismatch(
+                        f"Upload-Checksum ({checksum.algorithm}) does not match the bytes that arrived; "
+                        f"none of them count, the offset stays {start}: send them again"
+                    )
+            new_offset = start + received
+            done = not upload.length_deferred and new_offset == upload.size and interrupted is None
+            tail = buffer.length
+            if done:
+                if tail:
+                    unrecorded.append(await self._store_part(upload, buffer, number))
+                tail = 0
+            elif tail:
+                await self._check_head(upload, buffer, number)
+                with buffer.view() as data:
+                    await to_thread.run_sync(self.store.put, tus_tail_key(upload.id), data, TAIL_TYPE)
+            await self._record(upload, token, unrecorded, new_offset, tail)
+        await self._publish(upload, "chunk", received=new_offset // upload.chunk_size, bytes_received=new_offset)
+        if interrupted is not None:
+            raise interrupted
+        if not done:
+            return self._state_of(upload)
+        await self._drop_tail(upload)
+        if upload.concat == "partial":
+            return await self._complete_partial(upload)
+        completed = await self.complete(owner, upload.id)
+        await self.session.refresh(upload)
+        return self._state_of(upload, completed.job_id)
+
+    async def _store_part(self, upload: UploadSession, buffer: PartBuffer, number: int) -> tuple[PartInfo, str]:
+        await self._check_head(upload, buffer, number)
+        with buffer.view() as data:
+            sha256 = await to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
+            try:
+                part = await to_thread.run_sync(
+                    self.store.put_part, upload.storage_key, upload.s3_upload_id, number, data, sha256
+                )
+            except StorageError:
+                # A DELETE or expiry that won the race removed the multipart upload: say so, not 503.
+                await self.session.refresh(upload)
+                self._ensure_alive(upload)
+                raise
+        return part, sha256
+
+    async def _check_head(self, upload: UploadSession, buffer: PartBuffer, number: int) -> None:
+        """Detect the type once the first bytes are here (a partial upload is judged as the final one)."""
+        if number != 1 or upload.kind is not None or upload.concat == "partial":
+            return
+        whole = not upload.length_deferred and buffer.length == upload.size
+        if buffer.length < HEAD_BYTES and not whole:
+            return
+        with buffer.view() as data:
+            detected = detect(bytes(data[:HEAD_BYTES]), complete=whole and upload.size <= HEAD_BYTES)
+        if detected.kind not in self.settings.allowed_kinds:
+            reason = f"this file is not one Sluice accepts; send {ACCEPTED}"
+            await self._finish(upload, SessionState.failed, reason)
+            await self._drop_tail(upload)
+            raise UnsupportedType(f"{reason}. The upload was terminated.")
+        upload.kind, upload.encoding = detected.kind, detected.encoding
+
+    async def _record(
+        self, upload: UploadSession, token: uuid.UUID, parts: list[tuple[PartInfo, str]], offset: int, tail: int
+    ) -> None:
+        """Move the offset, with the parts that carry it, in one transaction; only the lease holder may."""
+        if parts:
+            rows = insert(UploadChunk).values(
+                [
+                    {"session_id": upload.id, "index": p.number - 1, "size": upload.chunk_size, "sha256": s, "etag": p.etag}
+                    for p, s in parts
+                ]
+            )
+            await self.session.execute(
+                rows.on_conflict_do_update(
+                    index_elements=[UploadChunk.session_id, UploadChunk.index],
+                    set_={"size": rows.excluded.size, "sha256": rows.excluded.sha256, "etag": rows.excluded.etag},
+                )
+            )
+        if upload.length_deferred is False and offset == upload.size and parts:
+            last = parts[-1][0].number - 1
+            await self.session.execute(
+                update(UploadChunk)
+                .where(UploadChunk.session_id == upload.id, UploadChunk.index == last)
+                .values(size=upload.size - last * upload.chunk_size)
+            )
+        moved = await self.session.scalar(
+            update(UploadSession)
+            .where(
+                UploadSession.id == upload.id,
+                UploadSession.lock_token == token,
+                UploadSession.state == SessionState.receiving,
+            )
+            .values(
+                offset=offset,
+                tail_size=tail,
+                kind=upload.kind,
+                encoding=upload.encoding,
+                expires_at=self._new_expiry(upload.created_at),
+                locked_until=self._lease_end(),
+            )
+            .returning(UploadSession.id)
+        )
+        if moved is None:
+            await self.session.rollback()
+            await self.session.refresh(upload)
+            self._ensure_alive(upload)
+            raise Conflict(f"upload {upload.id} was taken over by another PATCH; ask HEAD for the offset")
+        await self.session.commit()
+        upload.offset, upload.tail_size = offset, tail
+
+    async def _read_tail(self, upload: UploadSession, buffer: PartBuffer) -> None:
+        stream = await to_thread.run_sync(self.store.open, tus_tail_key(upload.id), 0, upload.tail_size)
+        try:
+            while buffer.length < upload.tail_size:
+                piece = await to_thread.run_sync(stream.read, min(GRAIN, upload.tail_size - buffer.length))
+                if not piece:
+                    raise StorageError(f"the tail of upload {upload.id} is shorter than recorded")
+                await buffer.fill(memoryview(piece))
+        finally:
+            stream.close()
+            stream.release_conn()  # type: ignore[attr-defined]
+
+    async def _drop_tail(self, upload: UploadSession) -> None:
+        try:
+            await to_thread.run_sync(self.store.delete, tus_tail_key(upload.id))
+        except StorageError as exc:
+            log.warning("tus tail left behind", extra={"upload_id": str(upload.id), "error": str(exc)})
+
+    async def _complete_partial(self, upload: UploadSession) -> TusState:
+        """A partial upload's bytes become an object that a final upload joins; no file record yet."""
+        parts = list(
+            await self.session.scalars(
+                select(UploadChunk).where(UploadChunk.session_id == upload.id).order_by(UploadChunk.index)
+            )
+        )
+        await to_thread.run_sync(
+            self.store.complete, upload.storage_key, upload.s3_upload_id, [PartInfo(c.index + 1, c.etag) for c in parts]
+        )
+        await self.session.execute(
+            update(UploadSession).where(UploadSession.id == upload.id).values(state=SessionState.completed)
+        )
+        await self.session.commit()
+        await self.session.refresh(upload)
+        return self._state_of(upload)
+
+    async def _concatenate(self, owner: Principal, spec: Creation) -> TusState:
+        ids = spec.final_of or []
+        if not ids:
+            raise ServiceError("Upload-Concat: final; must name at least one partial upload")
+        if len(set(ids)) != len(ids):
+            raise ServiceError("Upload-Concat: final; names a partial upload more than once")
+        found = {
+            u.id: u
+            for u in await self.session.scalars(
+                select(UploadSession)
+                .where(UploadSession.id.in_(ids), UploadSession.owner_id == owner.owner_id, UploadSession.protocol == "tus")
+                .with_for_update()
+            )
+        }
+        partials: list[UploadSession] = []
+        for upload_id in ids:
+            upload = found.get(upload_id)
+            problem = None
+            if upload is None or upload.concat != "partial":
+                problem = f"{upload_id} is not a partial upload of yours"
+            elif upload.concat_of is not None:
+                problem = f"partial upload {upload_id} is already part of another final upload"
+            elif upload.state != SessionState.completed:
+                problem = f"partial upload {upload_id} is {self._state(upload)} with {upload.offset} of {upload.size} bytes; finish it first"
+            if problem:
+                raise ServiceError(f"Upload-Concat: {problem}")
+            partials.append(upload)  # type: ignore[arg-type]
+        size = sum(p.size for p in partials)
+        self._check_length(size)
+        key = storage_key(owner.owner_id, uuid.uuid4())
+        first = partials[0]
+        await self._join(owner, [p.storage_key for p in partials], [p.size for p in partials], key)
+        head = await to_thread.run_sync(self._head, key, size)
+        detected = detect(head, complete=size <= HEAD_BYTES)
+        if detected.kind not in self.settings.allowed_kinds:
+            await to_thread.run_sync(self.store.delete, key)
+            raise UnsupportedType(f"this file is not one Sluice accepts; send {ACCEPTED}. The final upload was not created.")
+        final = UploadSession(
+            id=uuid.uuid4(),
+            owner_id=owner.owner_id,
+            original_filename=first.original_filename,
+            filename=first.filename,
+            size=size,
+            chunk_size=self.settings.part_size,
+            total_chunks=0,
+            content_type=first.content_type,
+            kind=detected.kind,
+            encoding=detected.encoding,
+            process=first.process,
+            state=SessionState.receiving,
+            bucket=self.store.bucket,
+            storage_key=key,
+            s3_upload_id="",
+            expires_at=self._new_expiry(),
+            protocol="tus",
+            offset=size,
+            tus_metadata=spec.raw_metadata if spec.raw_metadata is not None else first.tus_metadata,
+            concat="final",
+            concat_of=" ".join(str(i) for i in ids),
+        )
+        if spec.metadata:
+            raw_name = _text(spec.metadata, "filename")
+            if raw_name:
+                final.filename, final.original_filename = sanitize_filename(raw_name), original_name(raw_name)
+            final.process = _process(spec.metadata, first.process)
+        self.session.add(final)
+        for partial in partials:
+            partial.concat_of = str(final.id)
+        await self.session.flush()
+        # ``complete`` finds the joined object whole in the store and goes straight to the file record.
+        completed = await self.complete(owner, final.id)
+        for partial in partials:
+            try:
+                await to_thread.run_sync(self.store.delete, partial.storage_key)
+            except StorageError as exc:
+                log.warning("joined partial left behind", extra={"upload_id": str(partial.id), "error": str(exc)})
+        await self.session.refresh(final)
+        return self._state_of(final, completed.job_id)
+
+    async def _join(self, owner: Principal, sources: list[str], sizes: list[int], key: str) -> None:
+        """Join in the store; partials under the 5 MiB part minimum can only be joined through one
+        bounded buffer, so that is done only when the whole file fits in one part."""
+        content_type = CONTENT_TYPES[FileKind.other]
+        if all(s >= MIN_PART for s in sizes[:-1]):
+            await to_thread.run_sync(self.store.compose, key, sources, content_type)
+            return
+        total = sum(sizes)
+        if total > self.settings.part_size:
+            raise Unprocessable(
+                f"every partial upload but the last must be at least {MIN_PART} bytes (5 MiB, the S3 part minimum) "
+                "to be joined inside the object store: send fewer, larger partial uploads"
+            )
+        async with PartBuffer(self.memory.claim(owner.owner_id, total)) as buffer:
+            for source in sources:
+                stream = await to_thread.run_sync(self.store.open, source)
+                try:
+                    while piece := await to_thread.run_sync(stream.read, GRAIN):
+                        await buffer.fill(memoryview(piece))
+                finally:
+                    stream.close()
+                    stream.release_conn()  # type: ignore[attr-defined]
+            with buffer.view() as data:
+                await to_thread.run_sync(self.store.put, key, data, content_type)
+
+    def _head(self, key: str, size: int) -> bytes:
+        stream = self.store.open(key, 0, min(size, HEAD_BYTES))
+        try:
+            return stream.read()
+        finally:
+            stream.close()
+            stream.release_conn()  # type: ignore[attr-defined]
+
+    async def _declare_length(self, upload: UploadSession, length: int) -> None:
+        if not upload.length_deferred:
+            if length != upload.size:
+                raise ServiceError(f"Upload-Length of upload {upload.id} is {upload.size} already; it cannot change")
+            return
+        self._check_length(length)
+        if length < upload.offset:
+            raise ServiceError(f"Upload-Length {length} is less than the {upload.offset} bytes already received")
+        upload.size, upload.total_chunks, upload.length_deferred = length, self._parts_of(length), False
+
+    async def _lock(self, upload: UploadSession) -> uuid.UUID:
+        token = uuid.uuid4()
+        taken = await self.session.scalar(
+            update(UploadSession)
+            .where(
+                UploadSession.id == upload.id,
+                (UploadSession.lock_token.is_(None)) | (UploadSession.locked_until < datetime.now(UTC)),
+            )
+            .values(lock_token=token, locked_until=self._lease_end())
+            .returning(UploadSession.id)
+        )
+        await self.session.commit()
+        if taken is None:
+            raise Conflict(
+                f"another PATCH is writing to upload {upload.id} right now; wait for it to end, then ask HEAD for the offset"
+            )
+        return token
+
+    async def _unlock(self, upload_id: uuid.UUID, token: uuid.UUID) -> None:
+        await self.session.rollback()
+        await self.session.execute(
+            update(UploadSession)
+            .where(UploadSession.id == upload_id, UploadSession.lock_token == token)
+            .values(lock_token=None, locked_until=None)
+        )
+        await self.session.commit()
+
+    def _lease_end(self) -> datetime:
+        """Long enough for one part to arrive at the slowest pace the idle timeout lets through."""
+        return datetime.now(UTC) + timedelta(seconds=2 * self.settings.body_idle_timeout + 60)
+
+    async def _tus(self, owner: Principal, upload_id: uuid.UUID, *, lock: bool = False) -> UploadSession:
+        upload = await self._find(owner, upload_id, lock=lock)
+        if upload.protocol != "tus":
+            raise NotFound(f"no tus upload {upload_id}")
+        return upload
+
+    def _ensure_alive(self, upload: UploadSession) -> None:
+        """404 once terminated, 410 once expired or refused; a complete upload is still there."""
+        state = self._state(upload)
+        if state == SessionState.aborted:
+            raise NotFound(f"upload {upload.id} was terminated")
+        if state == SessionState.expired:
+            raise Gone(f"upload {upload.id} expired at {upload.expires_at.isoformat()}; start a new upload")
+        if state == SessionState.failed:
+            raise Gone(f"upload {upload.id} failed: {upload.error}; start a new upload")
+
+    def _check_length(self, length: int) -> None:
+        if length < 1:
+            raise Unprocessable("Upload-Length must be at least 1 byte: an empty file has no table")
+        if length > self.settings.max_file_size:
+            raise PayloadTooLarge(
+                f"Upload-Length is {length} bytes; the limit is {self.settings.max_file_size} bytes",
+                limit=self.settings.max_file_size,
+            )
+
+    def _too_long(self, upload: UploadSession, limit: int) -> ServiceError:
+        if upload.length_deferred:
+            return PayloadTooLarge(f"the upload is larger than the limit of {limit} bytes", limit=limit)
+        return ServiceError(f"the body goes past Upload-Length ({upload.size} bytes); nothing past it is taken")
+
+    def _parts_of(self, length: int) -> int:
+        return math.ceil(length / self.settings.part_size)
+
+    async def _job_of(self, upload: UploadSession) -> uuid.UUID | None:
+        if upload.file_id is None:
+            return None
+        return (await self._completed(upload)).job_id
+
+    def _state_of(self, upload: UploadSession, job_id: uuid.UUID | None = None) -> TusState:
+        concat = upload.concat
+        if concat == "final" and upload.concat_of:
+            concat = "final;" + " ".join(f"{BASE}/{i}" for i in upload.concat_of.split())
+        done = upload.state == SessionState.completed
+        return TusState(
+            id=upload.id,
+            offset=upload.offset,
+            length=None if upload.length_deferred else upload.size,
+            metadata=upload.tus_metadata,
+            expires=None if done else upload.expires_at,
+            concat=concat,
+            file_id=upload.file_id,
+            job_id=job_id,
+        )
+
+
+def _text(metadata: dict[str, bytes], key: str) -> str:
+    return metadata.get(key, b"").decode("utf-8", errors="replace")
+
+
+def _process(metadata: dict[str, bytes], default: bool = True) -> bool:
+    value = _text(metadata, "process").strip().lower()
+    if not value:
+        return default
+    if value not in ("true", "false"):
+        raise ServiceError("Upload-Metadata process must be true or false (base64 of the word)")
+    return value == "true"
