@@ -14,15 +14,23 @@ from hypothesis import HealthCheck, example, given, settings
 
 from tests.support.csv_reference import Expected, csv_bytes, expected, read_copy
 from workers.parsers import ParseError, Window, open_csv
+from workers.parsers.types import comma_to_dot
 
 WINDOW_SIZES = (1, 2, 3, 7, 1000)
 
 
-def parsed(data: bytes, *, window_rows: int, delimiter: str, header: bool) -> tuple[Expected, list[Window]]:
-    """What the parser made of ``data``, in the reference's terms, and its windows."""
+def parsed(
+    data: bytes, *, window_rows: int, delimiter: str, header: bool, decimal: str = "."
+) -> tuple[Expected, list[Window]]:
+    """What the parser made of ``data``, in the reference's terms, and its windows.
+
+    Decimal commas are read as written (``"."``) unless asked: the reference is Python's csv.
+    """
     out = Expected()
     try:
-        table, iterator = open_csv(io.BytesIO(data), window_rows=window_rows, delimiter=delimiter, header=header)
+        table, iterator = open_csv(
+            io.BytesIO(data), window_rows=window_rows, delimiter=delimiter, header=header, decimal=decimal
+        )
         windows = list(iterator)
     except ParseError as error:
         out.error = str(error)
@@ -106,3 +114,42 @@ def test_quoted_empty_is_the_empty_string_and_unquoted_empty_is_null() -> None:
 def test_parser_matches_the_reference_for_every_window_size(case: tuple[bytes, str], header: bool) -> None:
     data, delimiter = case
     check(data, delimiter, header)
+
+
+def check_decimal_comma(data: bytes, delimiter: str, header: bool) -> None:
+    """With ``decimal: ","`` the parser stores what the reference reads, the values of its
+    decimal-comma columns converted (``1,5`` → ``1.5``) and nothing else changed."""
+    want = expected(data, delimiter=delimiter, header=header)
+    for window_rows in WINDOW_SIZES:
+        context = f"window_rows={window_rows}"
+        got, _ = parsed(data, window_rows=window_rows, delimiter=delimiter, header=header, decimal=",")
+        assert got.error == want.error, context
+        if want.error is not None:
+            continue
+        table, _ = open_csv(io.BytesIO(data), window_rows=window_rows, delimiter=delimiter, header=header, decimal=",")
+        flags = [c.decimal_comma for c in table.columns]
+        converted = [
+            (row, [comma_to_dot(v) if v is not None and i < len(flags) and flags[i] else v for i, v in enumerate(values)])
+            for row, values in want.stored
+        ]
+        assert got.stored == converted, context
+        assert got.rejects == want.rejects, context
+
+
+@pytest.mark.parametrize(
+    ("data", "delimiter", "header"),
+    [
+        (b'a;b;c\n1,5;"";x\n"2,5";;"y"\n-1.234,5;"";\n', ";", True),
+        (b'a,b\n"1,5","x\ny"\n"1.234","a""b"\n7,\x00\n', ",", True),
+        (b'a\tb\n1\t"2,5\n"\n', "\t", True),
+    ],
+)
+def test_decimal_comma_known_cases(data: bytes, delimiter: str, header: bool) -> None:
+    check_decimal_comma(data, delimiter, header)
+
+
+@settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=csv_bytes(), header=...)
+def test_decimal_comma_parser_matches_the_converted_reference(case: tuple[bytes, str], header: bool) -> None:
+    data, delimiter = case
+    check_decimal_comma(data, delimiter, header)

@@ -98,7 +98,7 @@ def test_unknown_encoding_is_a_parse_error() -> None:
 @pytest.mark.parametrize(("delimiter", "name"), [("\t", "tsv"), (";", "semicolon"), ("|", "pipe")])
 def test_delimiter_is_sniffed(delimiter: str, name: str) -> None:
     lines = [f"a{delimiter}b{delimiter}c", f"1{delimiter}2,5{delimiter}x y", f"2{delimiter}3,5{delimiter}z"]
-    table, windows = parse(("\n".join(lines) + "\n").encode())
+    table, windows = parse(("\n".join(lines) + "\n").encode(), decimal=".")
     assert table.delimiter == delimiter, name
     assert records(windows) == [["2", "1", "2,5", "x y"], ["3", "2", "3,5", "z"]]
 
