@@ -21,6 +21,9 @@ class BatchJob(msgspec.Struct):
     bytes_total: int
     error: str | None
     cancel_requested: bool
+    estimated_processing_s: float | None = None
+    """Before the job starts: seconds it should take, from its file's size and kind and the throughput
+    of this deployment's recent jobs; null once it runs (its ``eta_s`` takes over)."""
 
 
 class BatchSummary(msgspec.Struct, kw_only=True):

@@ -30,6 +30,7 @@ class BatchService:
         if not rows:
             raise NotFound(f"no batch {batch_id}; a batch id is the batch_id of POST /api/v1/jobs, of a multi-file upload or of a job")
         summary = summarize(batch_id, [job for job, _ in rows], datetime.now(UTC))
+        estimates = await self.jobs.estimates([job for job, _ in rows])
         jobs = [
             BatchJob(
                 id=job.id,
@@ -42,6 +43,7 @@ class BatchService:
                 bytes_total=job.bytes_total,
                 error=job.error,
                 cancel_requested=job.cancel_requested,
+                estimated_processing_s=estimates.get(job.id),
             )
             for job, filename in rows
         ]

@@ -38,7 +38,8 @@ class JobController(Controller):
     )
     async def create(self, jobs: JobService, principal: Principal, data: JobsIn) -> BatchRecord:
         batch_id, created = await jobs.submit(principal, data)
-        return BatchRecord(batch_id=batch_id, jobs=[JobRecord.of(j) for j in created])
+        estimates = await jobs.estimates(created)
+        return BatchRecord(batch_id=batch_id, jobs=[JobRecord.of(j, estimates.get(j.id)) for j in created])
 
     @get("/", operation_id="listJobs", summary="List jobs, newest first", responses=errors(422))
     async def list_jobs(
@@ -51,11 +52,13 @@ class JobController(Controller):
         batch_id: Annotated[uuid.UUID | None, Parameter(description="only the jobs of this batch")] = None,
     ) -> JobPage:
         items, total = await jobs.list(principal, offset=offset, limit=limit, state=job_state, batch_id=batch_id)
-        return JobPage(items=[JobRecord.of(j) for j in items], total=total, offset=offset, limit=limit)
+        estimates = await jobs.estimates(items)
+        return JobPage(items=[JobRecord.of(j, estimates.get(j.id)) for j in items], total=total, offset=offset, limit=limit)
 
     @get("/{job_id:uuid}", operation_id="getJob", responses=errors(404))
     async def get_job(self, jobs: JobService, principal: Principal, job_id: uuid.UUID) -> JobRecord:
-        return JobRecord.of(await jobs.get(principal, job_id))
+        job = await jobs.get(principal, job_id)
+        return JobRecord.of(job, (await jobs.estimates([job])).get(job.id))
 
     @post(
         "/{job_id:uuid}/cancel",

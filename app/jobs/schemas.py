@@ -63,9 +63,12 @@ class JobRecord(msgspec.Struct):
     """A cancel was asked for; a running job stops within one window."""
     widenings: list[ColumnWidening] = []
     """Columns given a wider type than inferred because a later value did not fit, in the order it happened."""
+    estimated_processing_s: float | None = None
+    """While pending: seconds the job should take once it runs, from its file's size and kind and the
+    throughput of this deployment's recent jobs (app/jobs/estimate.py); null once it runs (``eta_s`` takes over)."""
 
     @classmethod
-    def of(cls, job: Job) -> JobRecord:
+    def of(cls, job: Job, estimate: float | None = None) -> JobRecord:
         return cls(
             id=job.id,
             batch_id=job.batch_id,
@@ -87,6 +90,7 @@ class JobRecord(msgspec.Struct):
             finished_at=job.finished_at,
             cancel_requested=job.cancel_requested,
             widenings=msgspec.convert(job.widenings or [], list[ColumnWidening]),
+            estimated_processing_s=estimate,
         )
 
 

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.errors import Conflict, NotFound, Unprocessable
+from app.jobs.estimate import pending_estimates
 from app.jobs.schemas import JobOptionsIn, JobsIn
 from db.models import TERMINAL_JOB_STATES, File, FileKind, FileStatus, Job, JobReject, JobState
 from db.settings import Settings
@@ -201,6 +202,10 @@ class JobService:
             select(Job).where(*where).order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)
         )
         return list(rows), total
+
+    async def estimates(self, jobs: Sequence[Job]) -> dict[uuid.UUID, float]:
+        """Seconds each pending job should take once it runs (app/jobs/estimate.py)."""
+        return await pending_estimates(self.session, jobs)
 
     async def cancel(self, owner: Principal, job_id: uuid.UUID) -> Job:
         """A pending job is cancelled at once; a running one is asked to stop (within one window)."""
