@@ -21,6 +21,8 @@ from app.jobs.schemas import JobRecord
 from app.jobs.service import JobService
 from app.openapi import errors
 from app.params import Offset
+from app.tus.controller import provide_tus_service
+from app.tus.service import TusService
 from app.uploads.controller import provide_upload_service
 from app.uploads.schemas import SessionRecord
 from app.uploads.service import UploadService
@@ -44,6 +46,7 @@ class AdminController(Controller):
         "admin": Provide(provide_admin_service, sync_to_thread=False),
         "jobs": Provide(provide_job_service, sync_to_thread=False),
         "uploads": Provide(provide_upload_service, sync_to_thread=False),
+        "tus": Provide(provide_tus_service, sync_to_thread=False),
     }
 
     @get(
@@ -74,13 +77,13 @@ class AdminController(Controller):
         "/uploads/{upload_id:uuid}/cancel",
         operation_id="adminCancelUpload",
         status_code=200,
-        summary="Abort any owner's receiving chunked session and release its storage",
+        summary="Abort any owner's receiving upload session (chunked or tus) and release its storage",
         responses=errors(403, 404, 409),
     )
     async def cancel_upload(
-        self, admin: AdminService, uploads: UploadService, principal: Principal, upload_id: uuid.UUID
+        self, admin: AdminService, uploads: UploadService, tus: TusService, principal: Principal, upload_id: uuid.UUID
     ) -> SessionRecord:
-        return await admin.cancel_upload(principal, uploads, upload_id)
+        return await admin.cancel_upload(principal, uploads, tus, upload_id)
 
     @get(
         "/storage",

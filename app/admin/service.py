@@ -6,12 +6,13 @@ import uuid
 from collections import Counter
 
 from anyio import to_thread
-from sqlalchemy import func, select
+from sqlalchemy import case, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.schemas import ActiveUpload, OwnerStorage, Stats, Tally
 from app.auth import Principal
 from app.errors import Conflict, NotFound
+from app.tus.service import TusService
 from app.uploads.schemas import SessionRecord
 from app.uploads.service import UploadService
 from db.models import ApiKey, File, FileStatus, Job, SessionState, UploadChunk, UploadSession
@@ -116,7 +117,17 @@ class AdminService:
         sessions = {
             owner: (count, int(size or 0))
             for owner, count, size in await self.session.execute(
-                select(UploadSession.owner_id, func.count(), func.sum(received.c.bytes))
+                select(
+                    UploadSession.owner_id,
+                    func.count(),
+                    # A tus upload's tail (bytes after its last whole part) is in its offset, not in a chunk.
+                    func.sum(
+                        case(
+                            (UploadSession.protocol == "tus", UploadSession.offset),
+                            else_=func.coalesce(received.c.bytes, 0),
+                        )
+                    ),
+                )
                 .outerjoin(received, received.c.session_id == UploadSession.id)
                 .where(UploadSession.state == SessionState.receiving)
                 .group_by(UploadSession.owner_id)
@@ -150,9 +161,12 @@ class AdminService:
                 continue  # not a key Sluice made
         return owners
 
-    async def cancel_upload(self, admin: Principal, uploads: UploadService, upload_id: uuid.UUID) -> SessionRecord:
-        """Abort any owner's receiving session through the owner's own abort path, which releases
-        its multipart upload (or leaves it to the sweeper while the store is down)."""
+    async def cancel_upload(
+        self, admin: Principal, uploads: UploadService, tus: TusService, upload_id: uuid.UUID
+    ) -> SessionRecord:
+        """Abort any owner's receiving session through the owner's own abort path (a tus DELETE for
+        a tus upload, which also drops its tail), releasing its multipart upload (or leaving it to
+        the sweeper while the store is down)."""
         upload = await self.session.scalar(select(UploadSession).where(UploadSession.id == upload_id))
         if upload is None:
             raise NotFound(f"no upload session {upload_id}; list them with GET /api/v1/admin/uploads")
@@ -160,5 +174,8 @@ class AdminService:
             raise Conflict(f"upload session {upload_id} is already {upload.state}; only a receiving session can be cancelled")
         # The owner's path, on the owner's behalf: it finds the session by its owner.
         owner = Principal(owner_id=upload.owner_id, key_id=admin.key_id, is_admin=True)
-        await uploads.abort(owner, upload_id)
+        if upload.protocol == "tus":
+            await tus.terminate(owner, upload_id)
+        else:
+            await uploads.abort(owner, upload_id)
         return await uploads.get(owner, upload_id)

@@ -88,3 +88,35 @@ async def test_other_keys_get_403(client: httpx.AsyncClient) -> None:
         assert "--admin" in response.json()["detail"]
     assert (await client.get(f"/api/v1/uploads/{upload['id']}")).json()["state"] == "receiving"
     assert (await client.delete(f"/api/v1/uploads/{upload['id']}")).status_code == 204
+
+
+async def test_an_admin_cancels_a_tus_upload_and_its_tail_is_dropped(
+    client: httpx.AsyncClient, admin_client: httpx.AsyncClient, key: str, resources: Resources
+) -> None:
+    tus = {"Tus-Resumable": "1.0.0"}
+    data = csv_bytes(2 * CHUNK, seed=56)
+    created = await client.post("/api/v1/tus/", headers={**tus, "Upload-Length": str(len(data))})
+    assert created.status_code == 201, created.text
+    path = httpx.URL(created.headers["location"]).path
+    upload_id = path.rstrip("/").rsplit("/", 1)[1]
+    sent = await client.patch(
+        path,
+        content=data[: CHUNK + 1000],
+        headers={**tus, "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"},
+    )
+    assert sent.status_code == 204, sent.text
+    tail = f"tus-tails/{upload_id}"
+    assert resources.store.stat(tail) is not None
+    owner = str(await owner_of(resources, key))
+    storage = (await admin_client.get("/api/v1/admin/storage", params={"limit": 1000})).json()["items"]
+    mine = next(o for o in storage if o["owner_id"] == owner)
+    assert (mine["uploads_receiving"], mine["bytes_in_sessions"]) == (1, CHUNK + 1000)
+    assert mine["incomplete_multipart_uploads"] == 1
+
+    response = await admin_client.post(f"/api/v1/admin/uploads/{upload_id}/cancel")
+
+    assert response.status_code == 200, response.text
+    assert response.json()["state"] == "aborted"
+    assert resources.store.stat(tail) is None
+    assert incomplete_keys(resources, f"files/{owner}/") == []
+    assert (await client.head(path, headers=tus)).status_code == 404
