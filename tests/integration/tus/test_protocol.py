@@ -14,6 +14,7 @@ from sqlalchemy import update
 from app.resources import Resources
 from db.models import UploadSession
 from tests.integration.tus.conftest import BODY, TUS, MiB, create, csv_bytes, metadata, send, stored
+from tests.support.servers import ApiServer
 from workers.maintenance import expire_sessions
 
 
@@ -335,3 +336,30 @@ async def test_progress_is_on_the_upload_events_stream(client: httpx.AsyncClient
             if "completed" in text:
                 break
     assert "completed" in text
+
+
+async def test_browsers_of_configured_origins_may_speak_tus(resources: Resources, key: str) -> None:
+    origin = "https://uploader.example"
+    server = ApiServer(resources.settings.replace(cors_origins=(origin,)))
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=30) as http:
+            preflight = await http.options(
+                "/api/v1/tus/00000000-0000-0000-0000-000000000000",
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "PATCH",
+                    "Access-Control-Request-Headers": "authorization, tus-resumable, upload-offset, upload-checksum, content-type",
+                },
+            )
+            assert preflight.status_code in (200, 204), preflight.text
+            assert "PATCH" in preflight.headers["access-control-allow-methods"]
+            allowed = preflight.headers["access-control-allow-headers"].lower()
+            assert {"tus-resumable", "upload-offset", "upload-checksum"} <= {h.strip() for h in allowed.split(",")}
+            created = await http.post(
+                "/api/v1/tus/", headers={**TUS, "Upload-Length": "10", "Origin": origin, "Authorization": f"Bearer {key}"}
+            )
+            assert created.status_code == 201
+            exposed = {h.strip() for h in created.headers["access-control-expose-headers"].lower().split(",")}
+            assert {"location", "upload-offset", "upload-expires", "tus-resumable", "sluice-file-id"} <= exposed
+    finally:
+        server.stop()
