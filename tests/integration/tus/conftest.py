@@ -4,12 +4,36 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
 import httpx
+import pytest
 
 TUS = {"Tus-Resumable": "1.0.0"}
 BODY = {**TUS, "Content-Type": "application/offset+octet-stream"}
 MiB = 1024 * 1024
+TUS_JS_VERSION = "4.3.1"
+
+
+@pytest.fixture(scope="session")
+def tus_js() -> Path:
+    """tus-js-client from the npm registry, installed once per machine; its ``node_modules``."""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        pytest.skip("Node.js and npm are needed for the tus-js-client tests")
+    prefix = Path(tempfile.gettempdir()) / f"sluice-tus-js-client-{TUS_JS_VERSION}"
+    modules = prefix / "node_modules"
+    if not (modules / "tus-js-client" / "package.json").exists():
+        subprocess.run(
+            [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(prefix), f"tus-js-client@{TUS_JS_VERSION}"],
+            check=True,
+            timeout=300,
+            capture_output=True,
+        )
+    return modules
 
 
 def metadata(**values: str) -> str:

@@ -1,9 +1,13 @@
-"""Real tus clients against the real stack: tuspy uploads, is cut off mid-way, resumes from HEAD."""
+"""Real tus clients against the real stack (tuspy; tus-js-client from npm under Node): an upload is
+cut off mid-way by a proxy and resumes from HEAD; parallel uploads are joined."""
 
 from __future__ import annotations
 
 import asyncio
 import io
+import json
+import os
+from pathlib import Path
 
 import httpx
 from tusclient.client import TusClient
@@ -13,9 +17,10 @@ from app.resources import Resources
 from db.models import UploadSession
 from tests.integration.jobs.conftest import Stack, stack, wait_job  # noqa: F401 - the fixture, for the worker
 from tests.integration.tus.conftest import MiB, csv_bytes, stored
-from tests.support.servers import FaultProxy
+from tests.support.servers import REPO, FaultProxy
 
 __all__ = ["stack"]
+TUS_JS_SCRIPT = Path(REPO) / "tests" / "support" / "tusjs" / "upload.mjs"
 
 
 async def _settled(resources: Resources, upload_id: str) -> None:
@@ -96,3 +101,53 @@ async def test_tuspy_with_checksums_cut_mid_way_resumes_with_identical_bytes(
     async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as client:  # type: ignore[attr-defined]
         record = await _file_of(client, url)
         assert await stored(client, str(record["id"])) == data
+
+
+async def _node(modules: Path, *args: str) -> dict[str, object]:
+    process = await asyncio.create_subprocess_exec(
+        "node", str(TUS_JS_SCRIPT), *args,
+        env={**os.environ, "TUS_JS_MODULES": str(modules)},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 300)
+    assert process.returncode == 0, err.decode()
+    return json.loads(out.decode().strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+async def test_tus_js_client_one_patch_stream_cut_mid_way_resumes_from_head(
+    api: object, key: str, resources: Resources, tus_js: Path, tmp_path: Path
+) -> None:
+    data = csv_bytes(13 * MiB)
+    source = tmp_path / "data.csv"
+    source.write_bytes(data)
+    direct = api.url.removeprefix("http://")  # type: ignore[attr-defined]
+    proxy = FaultProxy(direct)
+    await proxy.start()
+    proxy.cut_after = 7 * MiB
+    try:
+        cut = await _node(tus_js, f"http://{proxy.endpoint}/api/v1/tus/", key, str(source), "--no-retry")
+    finally:
+        await proxy.stop()
+    assert cut["ok"] is False and cut["url"], cut
+    url = str(cut["url"]).replace(proxy.endpoint, direct)
+    await _settled(resources, url.rsplit("/", 1)[1])
+    async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as client:  # type: ignore[attr-defined]
+        offset = int((await client.head(url, headers={"Tus-Resumable": "1.0.0"})).headers["upload-offset"])
+        assert 5 * MiB < offset < 7 * MiB
+        done = await _node(tus_js, f"{api.url}/api/v1/tus/", key, str(source), "--resume", url)  # type: ignore[attr-defined]
+        assert done["ok"] is True, done
+        assert done["fileId"] and done["jobId"]
+        assert await stored(client, str(done["fileId"])) == data
+
+
+async def test_tus_js_client_parallel_uploads_are_joined_with_identical_bytes(
+    api: object, key: str, tus_js: Path, tmp_path: Path
+) -> None:
+    data = csv_bytes(24 * MiB)
+    source = tmp_path / "data.csv"
+    source.write_bytes(data)
+    done = await _node(tus_js, f"{api.url}/api/v1/tus/", key, str(source), "--parallel", "4")  # type: ignore[attr-defined]
+    assert done["ok"] is True, done
+    async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as client:  # type: ignore[attr-defined]
+        assert await stored(client, str(done["fileId"])) == data
