@@ -168,7 +168,8 @@ class BatchService:
             # The next part starts only after this one's remaining bytes (if it failed early).
             async for _ in body:
                 pass
-        record = FileRecord.of(file, self.files.created_jobs.get(file.id))
+        estimate = (await self.files.estimates([file], self.files.created_jobs)).get(file.id)
+        record = FileRecord.of(file, self.files.created_jobs.get(file.id), estimate)
         return BatchItem(filename=name, status="stored", status_code=201, file=record)
 
     async def _undo(self, owner: Principal, results: list[BatchItem]) -> None:

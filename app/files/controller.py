@@ -65,7 +65,8 @@ class FileController(Controller):
             process=process,
         )
         file = await files.receive(principal, incoming)
-        return FileRecord.of(file, files.created_jobs.get(file.id))
+        estimates = await files.estimates([file], files.created_jobs)
+        return FileRecord.of(file, files.created_jobs.get(file.id), estimates.get(file.id))
 
     @get("/", operation_id="listFiles", summary="List files, newest first", responses=errors(422))
     async def list_files(
@@ -78,12 +79,15 @@ class FileController(Controller):
     ) -> FilePage:
         items, total = await files.list(principal, offset=offset, limit=limit, status=status)
         jobs = await files.latest_jobs(items)
-        return FilePage(items=[FileRecord.of(f, jobs.get(f.id)) for f in items], total=total, offset=offset, limit=limit)
+        estimates = await files.estimates(items, jobs)
+        records = [FileRecord.of(f, jobs.get(f.id), estimates.get(f.id)) for f in items]
+        return FilePage(items=records, total=total, offset=offset, limit=limit)
 
     @get("/{file_id:uuid}", operation_id="getFile", responses=errors(404))
     async def get_file(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> FileRecord:
         file = await files.get(principal, file_id)
-        return FileRecord.of(file, (await files.latest_jobs([file])).get(file.id))
+        jobs = await files.latest_jobs([file])
+        return FileRecord.of(file, jobs.get(file.id), (await files.estimates([file], jobs)).get(file.id))
 
     @get(
         "/{file_id:uuid}/content",

@@ -34,9 +34,12 @@ class FileRecord(msgspec.Struct):
     rows_rejected: int | None = None
     dataset_table: str | None = None
     """``schema.table`` holding the rows, once the job completed."""
+    estimated_processing_s: float | None = None
+    """A stored CSV/TSV/XLSX file not processed yet (no job, or its job pending): seconds processing
+    should take (app/jobs/estimate.py); null once its job runs (the job's ``eta_s`` takes over)."""
 
     @classmethod
-    def of(cls, file: File, job: Job | None = None) -> FileRecord:
+    def of(cls, file: File, job: Job | None = None, estimate: float | None = None) -> FileRecord:
         return cls(
             id=file.id,
             filename=file.filename,
@@ -58,6 +61,7 @@ class FileRecord(msgspec.Struct):
             rows_ok=job.rows_ok if job is not None else None,
             rows_rejected=job.rows_rejected if job is not None else None,
             dataset_table=job.dataset_table if job is not None else None,
+            estimated_processing_s=estimate,
         )
 
 

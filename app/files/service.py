@@ -7,7 +7,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -30,6 +30,7 @@ from app.files.detect import (
 )
 from app.files.naming import original_name, sanitize_filename
 from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
+from app.jobs.estimate import file_estimates
 from db.models import File, FileKind, FileStatus, Job
 from db.settings import Settings
 from db.storage import ObjectMissing, ObjectStore, StorageError
@@ -217,6 +218,10 @@ class FileService:
             .distinct(Job.file_id)
         )
         return {job.file_id: job for job in rows}
+
+    async def estimates(self, files: Sequence[File], latest_jobs: Mapping[uuid.UUID, Job]) -> dict[uuid.UUID, float]:
+        """Seconds processing should take, for each stored file not processed yet (app/jobs/estimate.py)."""
+        return await file_estimates(self.session, files, latest_jobs)
 
     async def list(
         self, owner: Principal, *, offset: int, limit: int, status: FileStatus | None

@@ -4,12 +4,12 @@ workers measured on recent jobs of the same kind, or a default until they have m
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import File, FileKind, Job, JobState
+from db.models import File, FileKind, FileStatus, Job, JobState
 
 MiB = 1024 * 1024
 DEFAULT_BYTES_PER_S = {FileKind.csv: 4.0 * MiB, FileKind.tsv: 4.0 * MiB, FileKind.xlsx: 1.0 * MiB}
@@ -69,3 +69,20 @@ async def pending_estimates(session: AsyncSession, jobs: Sequence[Job]) -> dict[
     ).all()
     rates = await throughputs(session, (kind for _, _, kind in sizes))
     return {job_id: estimate_s(size, kind, rates) for job_id, size, kind in sizes}
+
+
+async def file_estimates(
+    session: AsyncSession, files: Sequence[File], latest_jobs: Mapping[uuid.UUID, Job]
+) -> dict[uuid.UUID, float]:
+    """The estimate of each stored CSV/TSV/XLSX file not processed yet: no job, or its latest job pending."""
+    waiting = [
+        f
+        for f in files
+        if f.status == FileStatus.stored
+        and f.kind in DEFAULT_BYTES_PER_S
+        and (f.id not in latest_jobs or latest_jobs[f.id].state == JobState.pending)
+    ]
+    if not waiting:
+        return {}
+    rates = await throughputs(session, (f.kind for f in waiting))
+    return {f.id: estimate_s(f.size, f.kind, rates) for f in waiting}

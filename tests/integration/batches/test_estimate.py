@@ -1,4 +1,5 @@
-"""A job that has not started carries an estimate of its processing time, from this deployment's measured throughput."""
+"""A file not processed yet and a job that has not started carry an estimate of the processing time,
+from this deployment's measured throughput."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ async def test_the_estimate_of_a_100_mb_csv_is_within_a_factor_of_two(make_stack
             response = await client.put(f"/api/v1/files/{name}", params={"process": "false"}, content=typed_csv(size))
             assert response.status_code == 201, response.text
             ids.append(response.json()["id"])
+            assert response.json()["estimated_processing_s"] >= 1
 
         first = await pending_job(client, ids[0])
         assert first["estimated_processing_s"] is not None and first["estimated_processing_s"] >= 1
@@ -55,8 +57,10 @@ async def test_the_estimate_of_a_100_mb_csv_is_within_a_factor_of_two(make_stack
         assert stack.worker is not None
         stack.worker.stop()
 
+        unprocessed = (await client.get(f"/api/v1/files/{ids[1]}")).json()
         big = await pending_job(client, ids[1])
         estimate = float(big["estimated_processing_s"])  # type: ignore[arg-type]
+        assert unprocessed["estimated_processing_s"] == estimate
         record = (await client.get(f"/api/v1/jobs/{big['id']}")).json()
         assert (record["estimated_processing_s"], record["eta_s"]) == (estimate, None)
         stack.start_worker()
@@ -67,3 +71,5 @@ async def test_the_estimate_of_a_100_mb_csv_is_within_a_factor_of_two(make_stack
         assert actual / 2 <= estimate <= actual * 2, (estimate, actual, seconds(done))
         batch = (await client.get(f"/api/v1/batches/{job['batch_id']}")).json()
         assert batch["jobs"][0]["estimated_processing_s"] is None and job["estimated_processing_s"] is None
+        processed = (await client.get(f"/api/v1/files/{ids[1]}")).json()
+        assert (processed["job_state"], processed["estimated_processing_s"]) == ("completed", None)
