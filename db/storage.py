@@ -58,6 +58,13 @@ class ObjectInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class ObjectRange:
+    key: str
+    offset: int
+    length: int
+
+
+@dataclass(frozen=True, slots=True)
 class IncompleteUpload:
     key: str
     upload_id: str
@@ -77,9 +84,9 @@ class ObjectStore(Protocol):
     def complete(self, key: str, upload_id: str, parts: list[PartInfo]) -> None: ...
     def abort(self, key: str, upload_id: str) -> None: ...
     def put(self, key: str, data: bytes, content_type: str) -> None: ...
-    def compose(self, key: str, sources: list[str], content_type: str) -> None:
-        """Join the objects ``sources`` into ``key`` inside the store (UploadPartCopy); every
-        source but the last must be at least 5 MiB, the S3 part minimum."""
+    def compose(self, key: str, sources: list[ObjectRange], content_type: str) -> None:
+        """Join byte ranges of objects into ``key`` inside the store (UploadPartCopy); every
+        range but the last must be at least 5 MiB, the S3 part minimum."""
         ...
     def open(self, key: str, offset: int = 0, length: int | None = None) -> BinaryIO: ...
     def stat(self, key: str) -> ObjectInfo | None: ...
@@ -164,12 +171,12 @@ class MinioStore:
         with _translated():
             self._client._put_object(self.bucket, key, data, {"Content-Type": content_type})
 
-    def compose(self, key: str, sources: list[str], content_type: str) -> None:
+    def compose(self, key: str, sources: list[ObjectRange], content_type: str) -> None:
         with _translated():
             self._client.compose_object(
                 self.bucket,
                 key,
-                [ComposeSource(self.bucket, source) for source in sources],
+                [ComposeSource(self.bucket, s.key, offset=s.offset, length=s.length) for s in sources],
                 metadata={"Content-Type": content_type},
             )
 

@@ -41,11 +41,14 @@ from app.files.service import storage_key
 from app.tus.schemas import Checksum, Creation, TusState
 from app.uploads.service import MIN_PART, UploadService, check_content_type
 from db.models import FileKind, SessionState, UploadChunk, UploadSession
-from db.storage import PartInfo, StorageError, tus_tail_key
+from db.storage import ObjectRange, PartInfo, StorageError, tus_tail_key
 
 log = logging.getLogger("sluice.tus")
 TAIL_TYPE = "application/octet-stream"
 BASE = "/api/v1/tus"
+JOIN_PREFIX = "tus-joins/"
+"""Temporary objects of a final upload's join: small partials' bytes gathered into 5 MiB pieces."""
+JOIN_TYPE = CONTENT_TYPES[FileKind.other]
 HASHES: dict[str, Callable[[], Any]] = {"sha1": hashlib.sha1, "sha256": hashlib.sha256, "md5": hashlib.md5}
 
 
@@ -380,7 +383,7 @@ class TusService(UploadService):
         self._check_length(size)
         key = storage_key(owner.owner_id, uuid.uuid4())
         first = partials[0]
-        await self._join(owner, [p.storage_key for p in partials], [p.size for p in partials], key)
+        await self._join(owner, partials, key)
         head = await to_thread.run_sync(self._head, key, size)
         detected = detect(head, complete=size <= HEAD_BYTES)
         if detected.kind not in self.settings.allowed_kinds:
@@ -428,30 +431,56 @@ class TusService(UploadService):
         await self.session.refresh(final)
         return self._state_of(final, completed.job_id)
 
-    async def _join(self, owner: Principal, sources: list[str], sizes: list[int], key: str) -> None:
-        """Join in the store; partials under the 5 MiB part minimum can only be joined through one
-        bounded buffer, so that is done only when the whole file fits in one part."""
-        content_type = CONTENT_TYPES[FileKind.other]
-        if all(s >= MIN_PART for s in sizes[:-1]):
-            await to_thread.run_sync(self.store.compose, key, sources, content_type)
+    async def _join(self, owner: Principal, partials: list[UploadSession], key: str) -> None:
+        """Join the partials inside the store. S3 joins only pieces of at least 5 MiB (but the last),
+        so bytes of partials under that size, and what it takes to round them up to 5 MiB, pass
+        through one buffer (under 10 MiB) into temporary objects; every other byte is copied by S3."""
+        pieces: list[ObjectRange] = []
+        temporary: list[str] = []
+        async with PartBuffer(self.memory.claim(owner.owner_id, 2 * MIN_PART)) as pending:
+
+            async def flush() -> None:
+                temp = f"{JOIN_PREFIX}{key.rsplit('/', 1)[1]}/{len(temporary)}"
+                with pending.view() as data:
+                    await to_thread.run_sync(self.store.put, temp, data, JOIN_TYPE)
+                temporary.append(temp)
+                pieces.append(ObjectRange(temp, 0, pending.length))
+                pending.length = 0
+
+            try:
+                for number, partial in enumerate(partials, 1):
+                    last, size, position = number == len(partials), partial.size, 0
+                    if pending.length:
+                        need = MIN_PART - pending.length
+                        position = size if size <= need or (size - need < MIN_PART and not last) else need
+                        await self._read_range(partial.storage_key, 0, position, pending)
+                        if pending.length >= MIN_PART:
+                            await flush()
+                    rest = size - position
+                    if rest and (rest >= MIN_PART or last) and not pending.length:
+                        pieces.append(ObjectRange(partial.storage_key, position, rest))
+                    elif rest:
+                        await self._read_range(partial.storage_key, position, rest, pending)
+                if pending.length:
+                    await flush()
+                await to_thread.run_sync(self.store.compose, key, pieces, JOIN_TYPE)
+            finally:
+                for temp in temporary:
+                    try:
+                        await to_thread.run_sync(self.store.delete, temp)
+                    except StorageError as exc:
+                        log.warning("join piece left behind", extra={"key": temp, "error": str(exc)})
+
+    async def _read_range(self, key: str, offset: int, length: int, buffer: PartBuffer) -> None:
+        if not length:
             return
-        total = sum(sizes)
-        if total > self.settings.part_size:
-            raise Unprocessable(
-                f"every partial upload but the last must be at least {MIN_PART} bytes (5 MiB, the S3 part minimum) "
-                "to be joined inside the object store: send fewer, larger partial uploads"
-            )
-        async with PartBuffer(self.memory.claim(owner.owner_id, total)) as buffer:
-            for source in sources:
-                stream = await to_thread.run_sync(self.store.open, source)
-                try:
-                    while piece := await to_thread.run_sync(stream.read, GRAIN):
-                        await buffer.fill(memoryview(piece))
-                finally:
-                    stream.close()
-                    stream.release_conn()  # type: ignore[attr-defined]
-            with buffer.view() as data:
-                await to_thread.run_sync(self.store.put, key, data, content_type)
+        stream = await to_thread.run_sync(self.store.open, key, offset, length)
+        try:
+            while piece := await to_thread.run_sync(stream.read, GRAIN):
+                await buffer.fill(memoryview(piece))
+        finally:
+            stream.close()
+            stream.release_conn()  # type: ignore[attr-defined]
 
     def _head(self, key: str, size: int) -> bytes:
         stream = self.store.open(key, 0, min(size, HEAD_BYTES))

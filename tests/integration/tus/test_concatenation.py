@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import httpx
+from minio import Minio
 
 from app.resources import Resources
 from tests.integration.tus.conftest import TUS, MiB, create, csv_bytes, metadata, send, stored
@@ -85,9 +86,23 @@ async def test_a_partial_joins_one_final_only(client: httpx.AsyncClient) -> None
     assert "already part of another final upload" in again.json()["detail"]
 
 
-async def test_large_small_partials_are_refused_with_what_to_change(client: httpx.AsyncClient) -> None:
-    data = csv_bytes(7 * MiB)
-    paths = [await _partial(client, data[: 1 * MiB]), await _partial(client, data[1 * MiB :])]
-    final = await _final(client, paths)
-    assert final.status_code == 422
-    assert "5 MiB" in final.json()["detail"]
+async def test_partials_of_any_size_are_joined_with_identical_bytes(client: httpx.AsyncClient, resources: Resources) -> None:
+    data = csv_bytes(17 * MiB)
+    # Under 5 MiB, over, a run of small ones, a big one after small ones, and a small last one.
+    cuts = [0, 1 * MiB, 7 * MiB, 8 * MiB, 9 * MiB + 5, 10 * MiB, 16 * MiB, len(data)]
+    paths = await asyncio.gather(*(_partial(client, data[a:b]) for a, b in zip(cuts, cuts[1:])))
+    final = await _final(client, list(paths))
+    assert final.status_code == 201, final.text
+    assert await stored(client, final.headers["sluice-file-id"]) == data
+    settings = resources.settings
+    s3 = Minio(settings.s3_endpoint, settings.s3_access_key, settings.s3_secret_key, secure=settings.s3_secure)
+    assert not list(s3.list_objects(settings.s3_bucket, prefix="tus-joins/", recursive=True))
+
+
+async def test_three_partials_of_3_mib_are_joined(client: httpx.AsyncClient) -> None:
+    data = csv_bytes(10 * MiB)
+    cuts = [0, 3 * MiB, 6 * MiB, 9 * MiB, len(data)]
+    paths = await asyncio.gather(*(_partial(client, data[a:b]) for a, b in zip(cuts, cuts[1:])))
+    final = await _final(client, list(paths))
+    assert final.status_code == 201, final.text
+    assert await stored(client, final.headers["sluice-file-id"]) == data
