@@ -30,8 +30,8 @@ from db.models import ApiKey
 KEY_PREFIX = "slk_"
 _TOUCH_EVERY = timedelta(minutes=1)
 _UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-STREAM_PATH = re.compile(rf"^/api/v1/(jobs|batches|uploads)/({_UUID})/events$")
-"""The paths a stream link may open: the event streams, nothing else."""
+STREAM_PATH = re.compile(rf"^/api/v1/(jobs|batches|uploads)/({_UUID})/events(?:/ws)?$")
+"""The paths a stream link may open: the event streams (SSE, or the same over a WebSocket), nothing else."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +80,9 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
     async def authenticate_request(self, connection: ASGIConnection) -> AuthenticationResult:
         header = connection.headers.get("authorization", "")
         token = connection.query_params.get("token")
-        if not header and token and connection.scope["method"] == "GET" and STREAM_PATH.match(connection.url.path):
+        # A WebSocket handshake is a GET; its scope has no method.
+        method = connection.scope.get("method", "GET")
+        if not header and token and method == "GET" and STREAM_PATH.match(connection.url.path):
             key = await self._from_link(connection, token)
         else:
             scheme, _, secret = header.partition(" ")

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from litestar import Controller, Response, get, post
+from litestar import Controller, Response, WebSocket, get, post, websocket
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import ResponseSpec
@@ -17,6 +17,7 @@ from app.auth import Principal
 from app.events.fanout import EventChannels
 from app.events.schemas import StreamLink, StreamLinkIn
 from app.events.service import EventService
+from app.events.sockets import serve
 from app.openapi import errors
 from db.settings import Settings
 
@@ -72,11 +73,35 @@ class EventController(Controller):
     ) -> Response[Any]:
         return _response(await events.batch_stream(principal, batch_id, last_event_id))
 
+    @websocket("/jobs/{job_id:uuid}/events/ws")
+    async def job_socket(
+        self, socket: WebSocket, events: EventService, job_id: uuid.UUID, last_event_id: SocketLastEventId = None
+    ) -> None:
+        await serve(socket, events.job_stream(socket.user, job_id, last_event_id))
+
+    @websocket("/batches/{batch_id:uuid}/events/ws")
+    async def batch_socket(
+        self, socket: WebSocket, events: EventService, batch_id: uuid.UUID, last_event_id: SocketLastEventId = None
+    ) -> None:
+        await serve(socket, events.batch_stream(socket.user, batch_id, last_event_id))
+
+    @websocket("/uploads/{upload_id:uuid}/events/ws")
+    async def upload_socket(
+        self, socket: WebSocket, events: EventService, upload_id: uuid.UUID, last_event_id: SocketLastEventId = None
+    ) -> None:
+        await serve(socket, events.upload_stream(socket.user, upload_id, last_event_id))
+
     @get("/uploads/{upload_id:uuid}/events", operation_id="uploadEvents", **STREAM)
     async def upload_events(
         self, events: EventService, principal: Principal, upload_id: uuid.UUID, last_event_id: LastEventId = None
     ) -> Response[Any]:
         return _response(await events.upload_stream(principal, upload_id, last_event_id))
+
+
+SocketLastEventId = Annotated[
+    str | None,
+    Parameter(query="last_event_id", required=False, description="Id of the last event received, to resume after it"),
+]
 
 
 def _response(stream: AsyncIterator[ServerSentEventMessage] | None) -> Response[Any]:

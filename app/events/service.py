@@ -106,7 +106,7 @@ class EventService:
         if found is None:
             raise Unprocessable(
                 "path must be an event stream, /api/v1/jobs/{id}/events, /api/v1/batches/{id}/events or"
-                f" /api/v1/uploads/{{id}}/events with a lower-case id, not {path!r}"
+                f" /api/v1/uploads/{{id}}/events with a lower-case id (add /ws for the WebSocket), not {path!r}"
             )
         loaders = {"jobs": self._job_feed, "batches": self._batch_feed, "uploads": self._upload_feed}
         # A link to a stream this key cannot open is refused now, not when a browser follows it.
@@ -225,7 +225,7 @@ class EventService:
                     frames = feed.apply(payload)
                 for frame in frames:
                     sent = max(frame.id, sent + 1)
-                    yield Prepared(wire=wire(frame.event, sent, frame.data))
+                    yield Prepared(data=frame.data, event=frame.event, id=sent, wire=wire(frame.event, sent, frame.data))
                 if feed.terminal:
                     return
         finally:
