@@ -546,6 +546,10 @@ class _Parser:
         values = fields if self._select is None else [fields[i] for i in self._select]
         for at in self.decimal_at:
             values[at] = comma_to_dot(values[at])
+        line = ",".join(values)
+        if '"' not in raw and line.count(",") == len(values) - 1:
+            # No quote and no comma left in any value: the joined values are the COPY line as they are.
+            return f"{row},{line}\n"
         return self._serialise([str(row), *values])
 
     def _serialise(self, values: list[str]) -> str:
