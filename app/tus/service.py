@@ -18,6 +18,7 @@ sent again under the same number), and the tail object is left as it was.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -25,6 +26,7 @@ import math
 import mimetypes
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -170,7 +172,8 @@ class TusService(UploadService):
         limit = self.settings.max_file_size if upload.length_deferred else upload.size
         start = upload.offset
         stored_parts = (upload.offset - upload.tail_size) // upload.chunk_size
-        async with PartBuffer(self.memory.claim(owner.owner_id, upload.chunk_size)) as buffer:
+        async with AsyncExitStack() as buffers:
+            buffer = await buffers.enter_async_context(PartBuffer(self.memory.claim(owner.owner_id, upload.chunk_size)))
             if upload.tail_size:
                 await self._read_tail(upload, buffer)
             digest = HASHES[checksum.algorithm]() if checksum is not None else None
@@ -178,32 +181,53 @@ class TusService(UploadService):
             unrecorded: list[tuple[PartInfo, str]] = []
             received = 0
             interrupted: Exception | None = None
-            chunks = body.__aiter__()
-            while True:
-                try:
-                    data = await chunks.__anext__()
-                except StopAsyncIteration:
-                    break
-                except Exception as exc:  # noqa: BLE001 - a dropped or stalled body: keep what arrived
-                    interrupted = exc
-                    break
-                if start + received + len(data) > limit:
-                    raise self._too_long(upload, limit)
-                if digest is not None:
-                    digest.update(data)
-                received += len(data)
-                rest = memoryview(data)
-                while rest:
-                    taken = await buffer.fill(rest)
-                    rest = rest[taken:]
-                    if buffer.full:
-                        part = await self._store_part(upload, buffer, number)
-                        if checksum is None:
-                            await self._record(upload, token, [part], upload.chunk_size * number, 0)
-                        else:
-                            unrecorded.append(part)
-                        number += 1
-                        buffer.length = 0
+            # One part goes to S3 while the next one fills, so the body keeps flowing meanwhile.
+            sending: asyncio.Task[PartBuffer] | None = None
+            spare: PartBuffer | None = None
+
+            async def send(full: PartBuffer, number: int) -> PartBuffer:
+                part = await self._store_part(upload, full, number)
+                if checksum is None:
+                    await self._record(upload, token, [part], upload.chunk_size * number, 0)
+                else:
+                    unrecorded.append(part)
+                full.length = 0
+                return full
+
+            try:
+                chunks = body.__aiter__()
+                while True:
+                    try:
+                        data = await chunks.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    except Exception as exc:  # noqa: BLE001 - a dropped or stalled body: keep what arrived
+                        interrupted = exc
+                        break
+                    if start + received + len(data) > limit:
+                        raise self._too_long(upload, limit)
+                    if digest is not None:
+                        digest.update(data)
+                    received += len(data)
+                    rest = memoryview(data)
+                    while rest:
+                        taken = await buffer.fill(rest)
+                        rest = rest[taken:]
+                        if buffer.full:
+                            if sending is not None:
+                                spare = await sending
+                            elif spare is None:
+                                claim = self.memory.claim(owner.owner_id, upload.chunk_size)
+                                spare = await buffers.enter_async_context(PartBuffer(claim))
+                            sending = asyncio.create_task(send(buffer, number))
+                            buffer, spare = spare, None
+                            number += 1
+                if sending is not None:
+                    await sending
+            finally:
+                # The part in flight finishes (or fails) before the session is used for anything else.
+                if sending is not None and not sending.done():
+                    await asyncio.gather(sending, return_exceptions=True)
             if checksum is not None:
                 if interrupted is not None:
                     raise interrupted

@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import os
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -23,12 +24,20 @@ __all__ = ["stack"]
 TUS_JS_SCRIPT = Path(REPO) / "tests" / "support" / "tusjs" / "upload.mjs"
 
 
-async def _settled(resources: Resources, upload_id: str) -> None:
-    """Wait until the server has noticed the cut and let go of the upload (its PATCH ended)."""
+async def _touched(resources: Resources, upload_id: str) -> datetime:
+    async with resources.sessionmaker() as session:
+        return (await session.get_one(UploadSession, upload_id)).updated_at
+
+
+async def _settled(resources: Resources, upload_id: str, since: datetime | None = None) -> None:
+    """Wait until the server has taken the cut PATCH and let go of the upload again: under load it
+    may still be starting that request when the client already saw the connection drop. The cut
+    PATCH touched the row after ``since``, or (without ``since``) stored bytes."""
     for _ in range(300):
         async with resources.sessionmaker() as session:
             upload = await session.get_one(UploadSession, upload_id)
-        if upload.lock_token is None:
+        moved = upload.updated_at > since if since is not None else upload.offset > 0
+        if upload.lock_token is None and moved:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("the cut PATCH still holds the upload")
@@ -51,6 +60,7 @@ async def _cut_then_resume(
             upload_checksum=checksum,
         )
         await asyncio.to_thread(uploader.upload, 6 * MiB)
+        before = await _touched(resources, uploader.url.rsplit("/", 1)[1])
         # Each PATCH has a connection of its own: the next one is cut 2 MiB into its 3 MiB.
         proxy.cut_after = 2 * MiB
         failed = False
@@ -62,11 +72,14 @@ async def _cut_then_resume(
         url = uploader.url.replace(proxy.endpoint, api_url.removeprefix("http://"))
     finally:
         await proxy.stop()
-    await _settled(resources, url.rsplit("/", 1)[1])
+    await _settled(resources, url.rsplit("/", 1)[1], before)
     client = TusClient(f"{api_url}/api/v1/tus/", headers=headers)
     resumed = client.uploader(file_stream=io.BytesIO(data), url=url, chunk_size=4 * MiB, upload_checksum=checksum)
     offset = resumed.offset
-    await asyncio.to_thread(resumed.upload)
+    try:
+        await asyncio.to_thread(resumed.upload)
+    except TusUploadFailed as exc:
+        raise AssertionError(f"resuming at {offset} failed: {exc.status_code} {exc.response_content!r}") from exc
     return url, offset
 
 
