@@ -1,0 +1,95 @@
+"""tus throughput: a direct minio SDK upload vs the same bytes through tus-js-client (one PATCH
+stream, and ``parallelUploads: 4`` joined by a final upload) against ``/api/v1/tus/``.
+
+Run: .venv/bin/python ops/bench/tus.py [--size-mib 1024]
+Needs Node.js and npm (tus-js-client is installed from the npm registry on first use, as the tests
+do). Prints MiB/s of each, the ratios to the direct upload (target >= 0.9), the API's peak RSS
+(target < 150 MB) and its CPU seconds per GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import REPO, ApiServer, MiB, ProcessSampler, bench_settings, new_key
+from upload import make_csv
+
+from db.storage import MinioStore
+
+TUS_JS_VERSION = "4.3.1"
+SCRIPT = REPO / "tests" / "support" / "tusjs" / "upload.mjs"
+
+
+def tus_js_modules() -> Path:
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise SystemExit("Node.js and npm are needed: tus-js-client runs under Node")
+    prefix = Path(tempfile.gettempdir()) / f"sluice-tus-js-client-{TUS_JS_VERSION}"
+    if not (prefix / "node_modules" / "tus-js-client" / "package.json").exists():
+        subprocess.run(
+            [npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(prefix), f"tus-js-client@{TUS_JS_VERSION}"],
+            check=True, capture_output=True,
+        )
+    return prefix / "node_modules"
+
+
+def through_tus(server: ApiServer, key: str, path: str, modules: Path, parallel: int) -> tuple[float, ProcessSampler]:
+    with ProcessSampler(server.process.pid) as sampler:
+        started = time.perf_counter()
+        result = subprocess.run(
+            ["node", str(SCRIPT), f"{server.url}/api/v1/tus/", key, path, "--parallel", str(parallel)],
+            capture_output=True, text=True, check=False, env={**os.environ, "TUS_JS_MODULES": str(modules)},
+        )
+        elapsed = time.perf_counter() - started
+    outcome = json.loads(result.stdout.strip().splitlines()[-1]) if result.stdout.strip() else {}
+    if not outcome.get("ok"):
+        raise SystemExit(f"tus upload failed: {result.stdout} {result.stderr}")
+    return elapsed, sampler
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--size-mib", type=int, default=1024)
+    args = parser.parse_args()
+    modules = tus_js_modules()
+
+    with tempfile.TemporaryDirectory(prefix="sluice-bench-") as tmp, bench_settings() as settings:
+        path = os.path.join(tmp, "bench.csv")
+        make_csv(path, args.size_mib * MiB)
+        size = os.path.getsize(path)
+
+        store = MinioStore.from_settings(settings)
+        started = time.perf_counter()
+        store._client.fput_object(settings.s3_bucket, "direct/bench.csv", path, part_size=settings.part_size)
+        direct = time.perf_counter() - started
+        store.delete("direct/bench.csv")
+
+        key = new_key(settings)
+        server = ApiServer(settings)
+        try:
+            single, single_sampler = through_tus(server, key, path, modules, 1)
+            parallel, parallel_sampler = through_tus(server, key, path, modules, 4)
+        finally:
+            server.stop()
+
+    gib = size / 1024**3
+    direct_mibs, single_mibs, parallel_mibs = (size / MiB / t for t in (direct, single, parallel))
+    print(f"file: {size / MiB:.0f} MiB CSV, S3 endpoint {settings.s3_endpoint}, part size {settings.part_size // MiB} MiB")
+    print(f"(a) direct minio SDK upload:          {direct_mibs:8.1f} MiB/s  ({direct:.1f} s)")
+    print(f"(b) tus-js-client, one PATCH stream:  {single_mibs:8.1f} MiB/s  ({single:.1f} s)")
+    print(f"(c) tus-js-client, parallelUploads 4: {parallel_mibs:8.1f} MiB/s  ({parallel:.1f} s)")
+    print(f"ratio b/a:                            {single_mibs / direct_mibs:8.2f}   (target >= 0.9)")
+    print(f"ratio c/a:                            {parallel_mibs / direct_mibs:8.2f}   (target >= 0.9)")
+    print(f"API peak RSS during (b) / (c):        {single_sampler.peak_rss / MiB:8.1f} / {parallel_sampler.peak_rss / MiB:.1f} MiB (target < 150 MB)")
+    print(f"API CPU (user+sys) per GiB (b) / (c): {single_sampler.cpu_seconds / gib:8.2f} / {parallel_sampler.cpu_seconds / gib:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
