@@ -181,18 +181,20 @@ class TusService(UploadService):
             unrecorded: list[tuple[PartInfo, str]] = []
             received = 0
             interrupted: Exception | None = None
-            # One part goes to S3 while the next one fills, so the body keeps flowing meanwhile.
-            sending: asyncio.Task[PartBuffer] | None = None
-            spare: PartBuffer | None = None
+            # One part goes to S3 while the next one fills, so the body keeps flowing meanwhile. Each
+            # part has a buffer of its own, closed once stored: the budget grants memory counting on
+            # a full buffer to be given back (app/budget.py), so a full one is never refilled.
+            sending: asyncio.Task[None] | None = None
 
-            async def send(full: PartBuffer, number: int) -> PartBuffer:
-                part = await self._store_part(upload, full, number)
+            async def send(full: PartBuffer, number: int) -> None:
+                try:
+                    part = await self._store_part(upload, full, number)
+                finally:
+                    full.close()
                 if checksum is None:
                     await self._record(upload, token, [part], upload.chunk_size * number, 0)
                 else:
                     unrecorded.append(part)
-                full.length = 0
-                return full
 
             try:
                 chunks = body.__aiter__()
@@ -215,12 +217,10 @@ class TusService(UploadService):
                         rest = rest[taken:]
                         if buffer.full:
                             if sending is not None:
-                                spare = await sending
-                            elif spare is None:
-                                claim = self.memory.claim(owner.owner_id, upload.chunk_size)
-                                spare = await buffers.enter_async_context(PartBuffer(claim))
+                                await sending
                             sending = asyncio.create_task(send(buffer, number))
-                            buffer, spare = spare, None
+                            claim = self.memory.claim(owner.owner_id, upload.chunk_size)
+                            buffer = await buffers.enter_async_context(PartBuffer(claim))
                             number += 1
                 if sending is not None:
                     await sending
