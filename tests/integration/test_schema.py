@@ -57,4 +57,6 @@ async def test_the_database_refuses_a_second_active_job(client: httpx.AsyncClien
         # Finished jobs do not count: a file keeps its history.
         await conn.execute(insert, uuid.uuid4(), owner, uuid.uuid4(), file_id, "completed")
     finally:
+        # No worker of another test (same database) should pick these jobs up.
+        await conn.execute("DELETE FROM jobs WHERE file_id = $1", file_id)
         await conn.close()

@@ -35,7 +35,6 @@ class Database:
         self.loop = asyncio.new_event_loop()
         self.pool: asyncpg.Pool = self.run(self._pool(dsn))
         self.owner = uuid.uuid4()
-        self.file_id = uuid.uuid4()
         self.run(self._setup())
 
     def run(self, awaitable):  # type: ignore[no-untyped-def]
@@ -48,23 +47,24 @@ class Database:
     async def _setup(self) -> None:
         async with self.pool.acquire() as conn:
             await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote_ident(SCHEMA)}")
+
+    async def new_job(self) -> uuid.UUID:
+        """A processing job of a file of its own (a file has one active job at a time)."""
+        job_id, file_id = uuid.uuid4(), uuid.uuid4()
+        async with self.pool.acquire() as conn:
             await conn.execute(
                 "INSERT INTO files (id, owner_id, original_filename, filename, size, kind, status, process,"
                 " bucket, storage_key) VALUES ($1, $2, 'x.csv', 'x.csv', 0, 'csv', 'stored', false, 'b', 'k')",
-                self.file_id,
+                file_id,
                 self.owner,
             )
-
-    async def new_job(self) -> uuid.UUID:
-        job_id = uuid.uuid4()
-        async with self.pool.acquire() as conn:
             await conn.execute(
                 "INSERT INTO jobs (id, owner_id, batch_id, file_id, state, options, rows_ok, rows_rejected,"
                 " bytes_read, bytes_total, progress, rate, attempts, cancel_requested)"
                 " VALUES ($1, $2, $1, $3, 'processing', '{}', 0, 0, 0, 0, 0, 0, 1, false)",
                 job_id,
                 self.owner,
-                self.file_id,
+                file_id,
             )
         return job_id
 
@@ -125,6 +125,8 @@ async def _store(database: Database, data: bytes, delimiter: str, header: bool, 
         ]
         counts = await conn.fetchrow("SELECT rows_ok, rows_rejected FROM jobs WHERE id = $1", job_id)
         await conn.execute(f"DROP TABLE {qualified(SCHEMA, staging)}")
+        # Finished, so the workers of other tests (same database) do not take it for a stalled job.
+        await conn.execute("UPDATE jobs SET state = 'completed', finished_at = now() WHERE id = $1", job_id)
     return stored, rejects, (counts["rows_ok"], counts["rows_rejected"])
 
 
