@@ -37,6 +37,9 @@ from workers.parsers.types import (
     widen,
 )
 
+ROW_ERRORS = (asyncpg.DataError, asyncpg.ProgramLimitExceededError)
+"""What one record can make PostgreSQL refuse: a value (DataError), or its size ("row is too big")."""
+RowError = asyncpg.DataError | asyncpg.ProgramLimitExceededError
 _LINE = re.compile(r"\bline (\d+)\b")
 _COLUMN = re.compile(r'\bcolumn (\S+)')
 
@@ -158,7 +161,7 @@ class Sink:
                     result = await self._checkpoint(conn, index, rows, list(parse_rejects), bytes_read, progress)
                 result.widenings = widenings
                 return result
-            except asyncpg.DataError as exc:
+            except ROW_ERRORS as exc:
                 first = exc
             except asyncpg.UniqueViolationError:
                 return WindowResult(0, 0, False, already_committed=True, widenings=widenings)
@@ -217,7 +220,7 @@ class Sink:
         data: bytes,
         generation: int,
         failing: int | None,
-        error: asyncpg.DataError | None,
+        error: RowError | None,
     ) -> list[ColumnWidening] | None:
         """Widen column ``failing``, and any other this window needs, to the narrowest types holding
         its values; ``None`` when no widening helps (a pinned type, a text column, nothing to change).
@@ -328,7 +331,7 @@ class Sink:
     def _naive_lossy(self) -> bool:
         return any(t in (DATE, TIMESTAMPTZ) and not c.pinned for c, t in zip(self.columns, self.types, strict=True))
 
-    def _failing_column(self, error: asyncpg.DataError) -> int | None:
+    def _failing_column(self, error: RowError) -> int | None:
         """The widenable column PostgreSQL names in ``error`` (COPY's context: ``column <name>: "<value>"``)."""
         context = getattr(error, "context", None) or ""
         found = [
@@ -398,7 +401,7 @@ class Sink:
         return WindowResult(rows_ok, len(rejects), bool(cancel))
 
     async def _salvage(
-        self, conn: asyncpg.Connection, records: list[tuple[int, bytes]], error: asyncpg.DataError
+        self, conn: asyncpg.Connection, records: list[tuple[int, bytes]], error: RowError
     ) -> tuple[int, list[Reject]]:
         """Store what fits of ``records``, which failed as a whole with ``error``.
 
@@ -421,7 +424,7 @@ class Sink:
                 break
             try:
                 await self._copy_savepoint(conn, records)
-            except asyncpg.DataError as exc:
+            except ROW_ERRORS as exc:
                 error = exc
                 continue
             stored += len(records)
@@ -431,12 +434,12 @@ class Sink:
     async def _try_all(self, conn: asyncpg.Connection, records: list[tuple[int, bytes]]) -> tuple[int, list[Reject]]:
         try:
             await self._copy_savepoint(conn, records)
-        except asyncpg.DataError as exc:
+        except ROW_ERRORS as exc:
             return await self._salvage(conn, records, exc)
         return len(records), []
 
     async def _bisect(
-        self, conn: asyncpg.Connection, records: list[tuple[int, bytes]], error: asyncpg.DataError
+        self, conn: asyncpg.Connection, records: list[tuple[int, bytes]], error: RowError
     ) -> tuple[int, list[Reject]]:
         if len(records) == 1:
             return 0, [_reject(records[0], error)]
@@ -466,7 +469,7 @@ def _records(data: bytes) -> list[list[str]]:
     return [r for r in csv.reader(io.StringIO(data.decode("utf-8"), newline="")) if r]
 
 
-def _failing_row(error: asyncpg.DataError | None, data: bytes) -> int:
+def _failing_row(error: RowError | None, data: bytes) -> int:
     """The row number of the record holding COPY's ``line N``; the window's first row without one."""
     records = _split(data)
     at = _failing_record(records, error) if error is not None else None
@@ -501,7 +504,7 @@ def _split(data: bytes) -> list[tuple[int, bytes]]:
     return out
 
 
-def _failing_record(records: list[tuple[int, bytes]], error: asyncpg.DataError) -> int | None:
+def _failing_record(records: list[tuple[int, bytes]], error: RowError) -> int | None:
     """The index in ``records`` (as one COPY) of the record holding the line ``error`` names.
 
     COPY counts a record's own line and the line ends inside its quoted values: ``\n`` ones once
@@ -518,7 +521,7 @@ def _failing_record(records: list[tuple[int, bytes]], error: asyncpg.DataError) 
     return None
 
 
-def _reject(record: tuple[int, bytes], error: asyncpg.DataError) -> Reject:
+def _reject(record: tuple[int, bytes], error: RowError) -> Reject:
     row_number, raw = record
     reason = error.args[0] if error.args else str(error)
     found = _COLUMN.search(getattr(error, "context", None) or "")
