@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 
 import httpx
 from minio import Minio
+from sqlalchemy import update
 
 from app.resources import Resources
+from db.models import UploadSession
 from tests.integration.tus.conftest import TUS, MiB, create, csv_bytes, metadata, send, stored
+from workers.maintenance import expire_sessions
 
 
 async def _partial(client: httpx.AsyncClient, data: bytes) -> str:
@@ -46,8 +50,6 @@ async def test_partials_sent_in_parallel_are_joined_in_the_store(client: httpx.A
     assert head.headers["upload-length"] == str(len(data))
     # The partials' own objects are gone once joined.
     async with resources.sessionmaker() as session:
-        from db.models import UploadSession
-
         first = await session.get_one(UploadSession, paths[0].rsplit("/", 1)[1])
     assert resources.store.stat(first.storage_key) is None
 
@@ -106,3 +108,23 @@ async def test_three_partials_of_3_mib_are_joined(client: httpx.AsyncClient) -> 
     final = await _final(client, list(paths))
     assert final.status_code == 201, final.text
     assert await stored(client, final.headers["sluice-file-id"]) == data
+
+
+async def test_a_partial_no_final_joined_is_deleted_when_it_expires(client: httpx.AsyncClient, resources: Resources) -> None:
+    path = await _partial(client, csv_bytes(1000))
+    upload_id = path.rsplit("/", 1)[1]
+    async with resources.sessionmaker() as session:
+        upload = await session.get_one(UploadSession, upload_id)
+        assert resources.store.stat(upload.storage_key) is not None
+        await session.execute(
+            update(UploadSession)
+            .where(UploadSession.id == upload.id)
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        await session.commit()
+    await expire_sessions(resources.sessionmaker, resources.store, resources.settings)
+    async with resources.sessionmaker() as session:
+        upload = await session.get_one(UploadSession, upload_id)
+    assert upload.state == "expired"
+    assert resources.store.stat(upload.storage_key) is None
+    assert (await _final(client, [path])).status_code == 400
