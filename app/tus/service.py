@@ -257,7 +257,7 @@ class TusService(UploadService):
         await self._drop_tail(upload)
         if upload.concat == "partial":
             return await self._complete_partial(upload)
-        completed = await self.complete(owner, upload.id)
+        completed = await self.complete(owner, upload.id, protocol="tus")
         await self.session.refresh(upload)
         return self._state_of(upload, completed.job_id)
 
@@ -446,7 +446,7 @@ class TusService(UploadService):
             partial.concat_of = str(final.id)
         await self.session.flush()
         # ``complete`` finds the joined object whole in the store and goes straight to the file record.
-        completed = await self.complete(owner, final.id)
+        completed = await self.complete(owner, final.id, protocol="tus")
         for partial in partials:
             try:
                 await to_thread.run_sync(self.store.delete, partial.storage_key)

@@ -171,6 +171,7 @@ class UploadService:
         sha256: str | None,
     ) -> ChunkRecord:
         upload = await self._find(owner, upload_id)
+        self._ensure_protocol(upload, "chunks")
         self._ensure_receiving(upload)
         # No transaction (and no pooled connection) stays open while the body arrives.
         await self.session.commit()
@@ -253,10 +254,12 @@ class UploadService:
             raise
         return part, digest, detected
 
-    async def complete(self, owner: Principal, upload_id: uuid.UUID) -> CompletedUpload:
+    async def complete(self, owner: Principal, upload_id: uuid.UUID, *, protocol: str = "chunks") -> CompletedUpload:
+        """Assemble the session's parts into the file; ``protocol`` is the API the caller speaks."""
         upload = await self._find(owner, upload_id, lock=True)
         if upload.state == SessionState.completed:
             return await self._completed(upload)
+        self._ensure_protocol(upload, protocol)
         self._ensure_receiving(upload)
         chunks = list(
             await self.session.scalars(
@@ -401,6 +404,16 @@ class UploadService:
         if upload.state == SessionState.receiving and upload.expires_at <= datetime.now(UTC):
             return SessionState.expired
         return upload.state
+
+    def _ensure_protocol(self, upload: UploadSession, protocol: str) -> None:
+        # A tus upload's bytes past its last whole part wait outside the parts: chunks or a
+        # complete from the chunk API would make a file without them.
+        if upload.protocol != protocol:
+            raise Conflict(
+                f"upload {upload.id} is a {upload.protocol} upload; send its bytes with PATCH /api/v1/tus/{upload.id}"
+                if upload.protocol == "tus"
+                else f"upload {upload.id} is a {upload.protocol} upload; use the chunk routes of /api/v1/uploads"
+            )
 
     def _ensure_receiving(self, upload: UploadSession) -> None:
         refusal = self._refusal(upload)

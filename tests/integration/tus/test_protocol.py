@@ -363,3 +363,13 @@ async def test_browsers_of_configured_origins_may_speak_tus(resources: Resources
             assert {"location", "upload-offset", "upload-expires", "tus-resumable", "sluice-file-id"} <= exposed
     finally:
         server.stop()
+
+
+async def test_the_chunk_api_refuses_a_tus_upload(client: httpx.AsyncClient) -> None:
+    answer = await client.post("/api/v1/tus/", headers={**TUS, "Upload-Length": "100"})
+    upload_id = _id(answer.headers["location"])
+    chunk = await client.put(f"/api/v1/uploads/{upload_id}/chunks/0", content=b"a,b\n")
+    assert chunk.status_code == 409 and "PATCH /api/v1/tus/" in chunk.json()["detail"]
+    complete = await client.post(f"/api/v1/uploads/{upload_id}/complete")
+    assert complete.status_code == 409 and "PATCH /api/v1/tus/" in complete.json()["detail"]
+    assert (await client.head(f"/api/v1/tus/{upload_id}", headers=TUS)).headers["upload-offset"] == "0"
