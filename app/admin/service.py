@@ -19,6 +19,10 @@ from db.models import ApiKey, File, FileStatus, Job, SessionState, UploadChunk, 
 from db.storage import ObjectStore
 
 
+ADMIN_CANCEL = "cancelled by an administrator"
+"""The reason an admin-cancelled session records, so its owner sees who stopped it."""
+
+
 class AdminService:
     def __init__(self, session: AsyncSession, store: ObjectStore) -> None:
         self.session = session
@@ -175,7 +179,7 @@ class AdminService:
         # The owner's path, on the owner's behalf: it finds the session by its owner.
         owner = Principal(owner_id=upload.owner_id, key_id=admin.key_id, is_admin=True)
         if upload.protocol == "tus":
-            await tus.terminate(owner, upload_id)
+            await tus.terminate(owner, upload_id, reason=ADMIN_CANCEL)
         else:
-            await uploads.abort(owner, upload_id)
+            await uploads.abort(owner, upload_id, reason=ADMIN_CANCEL)
         return await uploads.get(owner, upload_id)

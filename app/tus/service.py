@@ -131,10 +131,12 @@ class TusService(UploadService):
         finally:
             await self._unlock(upload_id, token)
 
-    async def terminate(self, owner: Principal, upload_id: uuid.UUID) -> None:
+    async def terminate(
+        self, owner: Principal, upload_id: uuid.UUID, *, reason: str = "terminated by the client (tus DELETE)"
+    ) -> None:
         upload = await self._tus(owner, upload_id, lock=True)
         if upload.state == SessionState.receiving:
-            await self._finish(upload, SessionState.aborted, "terminated by the client (tus DELETE)")
+            await self._finish(upload, SessionState.aborted, reason)
             await self._drop_tail(upload)
             return
         if upload.state == SessionState.completed and upload.concat == "partial" and upload.concat_of is None:

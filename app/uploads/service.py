@@ -341,7 +341,7 @@ class UploadService:
         await self._publish(upload, "completed", file_id=file.id, job_id=job_id)
         return CompletedUpload.of_upload(file, upload.id, job_id)
 
-    async def abort(self, owner: Principal, upload_id: uuid.UUID) -> None:
+    async def abort(self, owner: Principal, upload_id: uuid.UUID, *, reason: str = "aborted by the client") -> None:
         upload = await self._find(owner, upload_id, lock=True)
         if upload.state == SessionState.completed:
             refusal = Conflict(
@@ -352,7 +352,7 @@ class UploadService:
         if upload.state != SessionState.receiving:
             await self.session.rollback()
             return
-        await self._finish(upload, SessionState.aborted, "aborted by the client")
+        await self._finish(upload, SessionState.aborted, reason)
 
     async def _finish(self, upload: UploadSession, state: SessionState, reason: str) -> None:
         """Release the multipart upload and close the session with ``state``; while the store is

@@ -26,7 +26,7 @@ async def test_an_admin_cancels_any_owners_session_and_its_storage_is_released(
     assert (response.json()["id"], response.json()["state"]) == (upload["id"], "aborted")
     assert incomplete_keys(resources, key) == []
     mine = (await client.get(f"/api/v1/uploads/{upload['id']}")).json()
-    assert mine["state"] == "aborted"
+    assert mine["state"] == "aborted" and mine["error"] == "cancelled by an administrator"
     refused = await send(client, upload["id"], data, 1)
     assert refused.status_code == 409 and "aborted" in refused.json()["detail"]
     listed = (await admin_client.get("/api/v1/admin/uploads", params={"limit": 1000})).json()["items"]
