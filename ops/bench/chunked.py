@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 
 import httpx
-from common import ApiServer, MiB, ProcessSampler, bench_settings, new_key
+from common import ApiServer, MiB, ProcessSampler, bench_settings, direct_upload, new_key
 from rich.console import Console
 from rich.progress import Progress
 from upload import make_csv
 
 from app.client.resume import ResumeStore
 from app.client.upload import Options, Uploader
-from db.storage import MinioStore
 
 SMALL_CHUNK = 5 * MiB
 
@@ -95,12 +94,8 @@ def main() -> None:
         make_csv(str(path), args.size_mib * MiB)
         size = path.stat().st_size
 
-        store = MinioStore.from_settings(settings)
-        started = time.perf_counter()
         chunk = args.chunk_mib * MiB
-        store._client.fput_object(settings.s3_bucket, "direct/bench.csv", str(path), part_size=chunk)
-        direct = time.perf_counter() - started
-        store.delete("direct/bench.csv")
+        direct = direct_upload(settings, path, part_size=chunk)
 
         key = new_key(settings)
         server = ApiServer(settings)

@@ -68,6 +68,16 @@ async def _admin(sql: str) -> None:
         await conn.close()
 
 
+def direct_upload(settings: Settings, path: str | os.PathLike[str], part_size: int | None = None) -> float:
+    """Seconds a direct ``minio`` SDK upload of ``path`` takes (the baseline every upload bench compares to)."""
+    store = MinioStore.from_settings(settings)
+    started = time.perf_counter()
+    store._client.fput_object(settings.s3_bucket, "direct/bench.csv", str(path), part_size=part_size or settings.part_size)
+    seconds = time.perf_counter() - started
+    store.delete("direct/bench.csv")
+    return seconds
+
+
 def new_key(settings: Settings) -> str:
     async def run() -> str:
         engine = make_engine(settings.database_url, pool_size=1)

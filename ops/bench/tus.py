@@ -18,10 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, ApiServer, MiB, ProcessSampler, bench_settings, new_key
+from common import REPO, ApiServer, MiB, ProcessSampler, bench_settings, direct_upload, new_key
 from upload import make_csv
 
-from db.storage import MinioStore
 
 TUS_JS_VERSION = "4.3.1"
 SCRIPT = REPO / "tests" / "support" / "tusjs" / "upload.mjs"
@@ -65,11 +64,7 @@ def main() -> None:
         make_csv(path, args.size_mib * MiB)
         size = os.path.getsize(path)
 
-        store = MinioStore.from_settings(settings)
-        started = time.perf_counter()
-        store._client.fput_object(settings.s3_bucket, "direct/bench.csv", path, part_size=settings.part_size)
-        direct = time.perf_counter() - started
-        store.delete("direct/bench.csv")
+        direct = direct_upload(settings, path)
 
         key = new_key(settings)
         server = ApiServer(settings)

@@ -13,9 +13,8 @@ import subprocess
 import tempfile
 import time
 
-from common import ApiServer, MiB, ProcessSampler, bench_settings, new_key
+from common import ApiServer, MiB, ProcessSampler, bench_settings, direct_upload, new_key
 
-from db.storage import MinioStore
 
 
 def make_csv(path: str, size: int) -> None:
@@ -43,11 +42,7 @@ def main() -> None:
         make_csv(path, size)
         size = os.path.getsize(path)
 
-        store = MinioStore.from_settings(settings)
-        started = time.perf_counter()
-        store._client.fput_object(settings.s3_bucket, "direct/bench.csv", path, part_size=settings.part_size)
-        direct = time.perf_counter() - started
-        store.delete("direct/bench.csv")
+        direct = direct_upload(settings, path)
 
         key = new_key(settings)
         server = ApiServer(settings)
