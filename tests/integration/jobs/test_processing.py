@@ -10,6 +10,7 @@ import zipfile
 from datetime import date
 
 import asyncpg
+import dramatiq
 import httpx
 import msgspec
 import psutil
@@ -19,7 +20,8 @@ import xlsxwriter
 from app.resources import Resources
 from tests.integration.jobs.conftest import Stack, wait_job
 from tests.support.servers import ApiServer, FaultProxy
-from workers.contracts import job_channel, snapshot_key
+from workers.broker import make_broker
+from workers.contracts import MAINTENANCE_QUEUE, job_channel, snapshot_key
 
 TYPED_CSV = (
     "id,name,amount,day,active,note\n"
@@ -480,10 +482,10 @@ async def test_finished_jobs_are_purged_and_their_tables_kept(make_stack: object
     async with httpx.AsyncClient(base_url=stack.api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
         record = await upload(http, "old.csv", TYPED_CSV.encode())
         assert (await wait_job(http, record["job_id"]))["state"] == "completed"
-        # Run the hourly purge now: drop its schedule lock, the next scheduler tick takes it.
-        await resources.redis.delete(f"{stack.settings.redis_prefix}:periodic:purge_old_jobs")
-        # The purge queues behind whatever the worker is doing: in the full suite its periodic
-        # re-send also picks up jobs other tests left pending in the shared database.
+        # Past the 1 s retention, run the hourly purge now: put its message on this stack's queue.
+        await asyncio.sleep(1.5)
+        broker = make_broker(stack.settings)
+        broker.enqueue(dramatiq.Message(queue_name=MAINTENANCE_QUEUE, actor_name="purge_old_jobs", args=(), kwargs={}, options={}))
         async with asyncio.timeout(120):
             while (await http.get(f"/api/v1/jobs/{record['job_id']}")).status_code != 404:
                 await asyncio.sleep(0.2)
