@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,33 @@ def _env(name: str, default: Any) -> Any:
     if isinstance(default, tuple):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw
+
+
+_SIZE = re.compile(r"^\s*(\d+)\s*([kmgtp]i?b?|b)?\s*$", re.IGNORECASE)
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1000, "m": 1000**2, "g": 1000**3, "t": 1000**4, "p": 1000**5}
+
+
+def parse_size(text: str, name: str) -> int | None:
+    """A count or a size (``500GiB``: powers of 1024 with ``i``, of 1000 without); empty is ``None`` (unlimited)."""
+    if not text.strip():
+        return None
+    match = _SIZE.match(text)
+    if match is None:
+        raise ValueError(f"{name}={text!r} is not a size or count; write e.g. 500GiB, 10MB or 10000")
+    unit = (match.group(2) or "").lower()
+    factor = 1024 ** " kmgtp".index(unit[0]) if "i" in unit else _UNITS[unit[:1]]
+    return int(match.group(1)) * factor
+
+
+def parse_rate(text: str, name: str) -> tuple[str, int] | None:
+    """``600/minute`` as Litestar's ``("minute", 600)``; empty is ``None`` (no limit)."""
+    if not text.strip():
+        return None
+    match = _RATE.match(text)
+    if match is None or int(match.group(1)) < 1:
+        raise ValueError(f"{name}={text!r} is not a rate; write e.g. 600/minute (second, minute, hour or day)")
+    return match.group(2).lower(), int(match.group(1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,8 +141,12 @@ class Settings:
     heartbeat: float = 15.0
     """Seconds between SSE comment heartbeats."""
     shutdown_grace: float = 30.0
-    """Seconds ``sluice serve`` lets open requests finish on shutdown before cancelling them: event streams
-    never end by themselves, and their clients reconnect (with Last-Event-ID) to another process."""
+    """Seconds ``sluice serve`` lets open requests finish on shutdown before cancelling them; open event
+    streams end at once with a ``reconnect`` event, and their clients reconnect (with Last-Event-ID) to
+    another process."""
+    forwarded_allow_ips: tuple[str, ...] = ("127.0.0.1", "::1")
+    """Addresses or networks (CIDR) of the reverse proxies whose ``X-Forwarded-For``/``-Proto`` the API
+    believes (client address, ``https`` in the URLs it answers, such as tus ``Location``); ``*`` trusts anyone."""
     cors_origins: tuple[str, ...] = ()
     """Web origins (``https://app.example.com``, or ``*``) whose pages may call the API from a browser; none by default."""
     secret_key: str = ""
@@ -124,6 +156,20 @@ class Settings:
     """Password of the database role ``sluice_api`` that ``sluice migrate`` creates (with the worker's); unset: no roles."""
     db_worker_password: str = ""
     """Password of the database role ``sluice_worker`` that ``sluice migrate`` creates (with the API's); unset: no roles."""
+    quota_bytes: str = ""
+    """Default stored-bytes quota of an owner (``500GiB``, ``10MB``, or bytes); unset: unlimited. ``sluice owners quota`` overrides it per owner."""
+    quota_files: str = ""
+    """Default number of files an owner may keep; unset: unlimited."""
+    quota_sessions: str = ""
+    """Default number of upload sessions (chunked and tus) an owner may have open at once; unset: unlimited."""
+    quota_jobs: str = ""
+    """Default number of processing jobs (pending or processing) an owner may have at once; unset: unlimited."""
+    rate_limit: str = ""
+    """Requests one API key may make (``600/minute``; units second, minute, hour, day), counted in Redis
+    across every API process; unset: no limit. Upload byte routes count against ``upload_rate_limit`` instead."""
+    upload_rate_limit: str = ""
+    """Requests one API key may make to the upload byte routes (PUT /api/v1/files, POST /api/v1/files,
+    chunk PUT, tus POST and PATCH), e.g. ``6000/minute``; unset: no limit."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -151,6 +197,10 @@ class Settings:
             raise ValueError("SLUICE_SECRET_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         if self.upload_stall_timeout < 1:
             raise ValueError("SLUICE_UPLOAD_STALL_TIMEOUT must be at least 1 second")
+        for name in ("quota_bytes", "quota_files", "quota_sessions", "quota_jobs"):
+            parse_size(getattr(self, name), f"SLUICE_{name.upper()}")
+        for name in ("rate_limit", "upload_rate_limit"):
+            parse_rate(getattr(self, name), f"SLUICE_{name.upper()}")
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:

@@ -31,6 +31,7 @@ from app.files.detect import (
 from app.files.naming import original_name, sanitize_filename
 from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
 from app.jobs.estimate import file_estimates
+from app.quotas.service import QuotaService
 from db.models import File, FileKind, FileStatus, Job
 from db.settings import Settings
 from db.storage import ObjectMissing, ObjectStore, StorageError
@@ -102,6 +103,7 @@ class FileService:
             raise PayloadTooLarge(
                 f"the file is {incoming.declared_size} bytes; the limit is {limit} bytes", limit=limit
             )
+        incoming = await QuotaService(self.session, self.settings).admit_file(owner.owner_id, incoming)
         head, body = await _read_head(incoming.body, HEAD_BYTES)
         if not head:
             raise Unprocessable("the file is empty; send at least one byte")

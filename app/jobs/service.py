@@ -20,6 +20,7 @@ from app.auth import Principal
 from app.errors import Conflict, NotFound, Unprocessable
 from app.jobs.estimate import pending_estimates
 from app.jobs.schemas import JobOptionsIn, JobsIn
+from app.quotas.service import QuotaService
 from db.models import TERMINAL_JOB_STATES, File, FileKind, FileStatus, Job, JobReject, JobState
 from db.settings import Settings
 from db.migrate import DROP_DATASET
@@ -135,6 +136,7 @@ class JobService:
                 f"file {busy.file_id} already has job {busy.id} ({busy.state}); wait for it or cancel it first",
                 job_id=str(busy.id),
             )
+        await QuotaService(self.session, self.settings).admit_jobs(owner.owner_id, len(wanted))
         batch_id = uuid.uuid4()
         jobs = [self._new_job(files[i], batch_id, options) for i in wanted]
         try:

@@ -40,6 +40,7 @@ from app.errors import Conflict, Gone, NotFound, PayloadTooLarge, ServiceError, 
 from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, detect
 from app.files.naming import original_name, sanitize_filename
 from app.files.service import storage_key
+from app.quotas.service import QuotaService
 from app.tus.schemas import Checksum, Creation, TusState
 from app.uploads.service import MIN_PART, UploadService, check_content_type
 from db.models import FileKind, SessionState, UploadChunk, UploadSession
@@ -73,6 +74,7 @@ class TusService(UploadService):
         length = spec.length
         if length is not None:
             self._check_length(length)
+        await QuotaService(self.session, self.settings).admit_session(owner.owner_id, length)
         raw_name = _text(spec.metadata, "filename") or "upload"
         filename = sanitize_filename(raw_name)
         content_type = check_content_type(_text(spec.metadata, "filetype") or None)

@@ -31,6 +31,7 @@ from app.files.detect import ACCEPTED, CONTENT_TYPES, GZIP_MAGIC, HEAD_BYTES, TA
 from app.files.naming import original_name, sanitize_filename
 from app.files.service import check_sha256, storage_key
 from app.jobs.service import JobService
+from app.quotas.service import QuotaService
 from app.uploads.schemas import ChunkRecord, CompletedUpload, SessionIn, SessionRecord
 from db.models import File, FileKind, FileStatus, Job, SessionState, UploadChunk, UploadSession
 from db.settings import MiB, Settings
@@ -120,6 +121,7 @@ class UploadService:
 
     async def create(self, owner: Principal, data: SessionIn) -> SessionRecord:
         chunk, total = plan_chunks(data.size, data.chunk_size, self.settings)
+        await QuotaService(self.session, self.settings).admit_session(owner.owner_id, data.size)
         sha256 = check_sha256(data.sha256, "sha256")
         filename = sanitize_filename(data.filename)
         content_type = check_content_type(data.content_type)

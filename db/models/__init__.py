@@ -4,6 +4,7 @@ from db.models.base import Base
 from db.models.files import File, FileKind, FileStatus
 from db.models.jobs import TERMINAL_JOB_STATES, Job, JobReject, JobState, JobWindow
 from db.models.keys import ApiKey
+from db.models.quotas import OwnerQuota
 from db.models.uploads import SessionState, UploadChunk, UploadSession
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "JobReject",
     "JobState",
     "JobWindow",
+    "OwnerQuota",
     "SessionState",
     "UploadChunk",
     "UploadSession",

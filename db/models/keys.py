@@ -10,7 +10,11 @@ from db.models.base import Base, new_id
 
 
 class ApiKey(Base):
-    """An API key. Only the SHA-256 of the secret is kept; the secret is shown once."""
+    """An API key. Only the SHA-256 of the secret is kept; the secret is shown once.
+
+    A key is live until ``revoked_at`` is set or ``expires_at`` passes; rows are never deleted, so
+    the key list keeps what each key was and when it was last used.
+    """
 
     __tablename__ = "api_keys"
 
@@ -23,3 +27,4 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(server_default=func.now())
     last_used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+    expires_at: Mapped[datetime | None]

@@ -18,8 +18,19 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.add_column("api_keys", sa.Column("expires_at", sa.DateTime(timezone=True), nullable=True))
+    op.create_table(
+        "owner_quotas",
+        sa.Column("owner_id", sa.Uuid(), nullable=False),
+        sa.Column("max_bytes", sa.BigInteger(), nullable=True),
+        sa.Column("max_files", sa.Integer(), nullable=True),
+        sa.Column("max_sessions", sa.Integer(), nullable=True),
+        sa.Column("max_jobs", sa.Integer(), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
+        sa.PrimaryKeyConstraint("owner_id", name=op.f("pk_owner_quotas")),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("owner_quotas")
+    op.drop_column("api_keys", "expires_at")
