@@ -27,8 +27,12 @@ from app.files.controller import FileController
 from app.files.routing import filename_segment_middleware
 from app.idle import idle_body_timeout
 from app.jobs.controller import JobController
+from app.keys.controller import KeyController
 from app.logs import configure_logging
+from app.me.controller import me
 from app.ops.controller import OpsController
+from app.quotas.controller import QuotaController
+from app.quotas.ratelimit import rate_limits
 from app.resources import Resources
 from app.tus.controller import TusController
 from app.uploads.controller import UploadController
@@ -69,13 +73,15 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
             await owned.aclose()
 
     prometheus = PrometheusConfig(app_name="sluice", prefix="sluice", group_path=True, exclude=PUBLIC_PATHS)
+    limits, stores = rate_limits(settings, PUBLIC_PATHS)
     return Litestar(
-        route_handlers=[OpsController, MetricsController, FileController, upload_batch, UploadController, TusController, JobController, BatchController, DatasetController, EventController, AdminController],
+        route_handlers=[OpsController, MetricsController, FileController, upload_batch, UploadController, TusController, JobController, BatchController, DatasetController, EventController, AdminController, KeyController, QuotaController, me],
         plugins=[EventChannels.from_settings(settings)],
         lifespan=[lifespan],
         middleware=[
             prometheus.middleware,
             DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS, exclude_from_auth_key="exclude_from_auth"),
+            *limits,
             idle_body_timeout(settings.body_idle_timeout),
         ],
         dependencies={
@@ -86,6 +92,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
         },
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_class=BoundedRequest,
+        stores=stores,
         openapi_config=OpenAPIConfig(title="Sluice", version="1.0.0", path="/schema"),
         cors_config=_cors(settings),
         on_startup=[lambda: configure_logging(settings.log_level)] if resources is None else [],

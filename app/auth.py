@@ -49,7 +49,12 @@ def hash_key(secret: str) -> str:
 
 
 async def create_api_key(
-    session: AsyncSession, name: str, *, admin: bool = False, owner_id: uuid.UUID | None = None
+    session: AsyncSession,
+    name: str,
+    *,
+    admin: bool = False,
+    owner_id: uuid.UUID | None = None,
+    expires_at: datetime | None = None,
 ) -> tuple[ApiKey, str]:
     """Store a new key and return it with its secret, which is never stored."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -59,6 +64,7 @@ async def create_api_key(
         key_hash=hash_key(secret),
         prefix=secret[: len(KEY_PREFIX) + 6],
         is_admin=admin,
+        expires_at=expires_at,
     )
     session.add(key)
     await session.flush()
@@ -108,12 +114,20 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
 
 
 async def _key(connection: ASGIConnection, match: ColumnElement[bool]) -> ApiKey:
-    """The live key that ``match`` finds (its last use noted, at most once a minute), else 401."""
+    """The live key that ``match`` finds (its last use noted, at most once a minute), else 401.
+
+    Nothing is cached in the process: every request reads the key's row, so a revocation or an
+    expiry holds on every API process from the next request on.
+    """
     async with connection.app.state.resources.sessionmaker() as session:
-        key = await session.scalar(select(ApiKey).where(match, ApiKey.revoked_at.is_(None)))
+        key = await session.scalar(select(ApiKey).where(match))
+        now = datetime.now(UTC)
         if key is None:
             raise NotAuthorizedException("the API key is not valid")
-        now = datetime.now(UTC)
+        if key.revoked_at is not None:
+            raise NotAuthorizedException("the API key was revoked; ask an admin for a new one")
+        if key.expires_at is not None and key.expires_at <= now:
+            raise NotAuthorizedException("the API key has expired; ask an admin for a new one")
         if key.last_used_at is None or now - key.last_used_at > _TOUCH_EVERY:
             await session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
             await session.commit()

@@ -1,4 +1,4 @@
-"""The ``sluice`` command: serve, worker, migrate, keys create (and upload, the client)."""
+"""The ``sluice`` command: serve, worker, migrate, keys, owners quota (and upload, the client)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,16 @@ import asyncio
 import os
 import sys
 import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import TYPE_CHECKING
 
 from db.settings import Settings
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from db.models import ApiKey
 
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -34,6 +42,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         log_level=settings.log_level.lower(),
         timeout_keep_alive=30,
         timeout_graceful_shutdown=settings.shutdown_grace,
+        proxy_headers=True,
+        forwarded_allow_ips=list(settings.forwarded_allow_ips),
     )
     return 0
 
@@ -77,24 +87,118 @@ def _migrate(_: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
-    from app.auth import create_api_key
+def _with_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[int]]) -> int:
+    """Run ``work`` with one database session (the key and owner commands talk to PostgreSQL directly)."""
+    from app.errors import ServiceError
     from db.engine import make_engine, make_sessionmaker
 
-    async def run() -> str:
+    async def run() -> int:
         engine = make_engine(settings.database_url, pool_size=1)
         try:
             async with make_sessionmaker(engine)() as session:
-                key, secret = await create_api_key(session, args.name, admin=args.admin, owner_id=args.owner)
-                await session.commit()
-                print(f"created key {key.prefix}… named {key.name!r} for owner {key.owner_id}", file=sys.stderr)
-                print("store it now: it is not shown again", file=sys.stderr)
-                return secret
+                return await work(session)
+        except ServiceError as exc:
+            print(f"sluice: {exc.detail}", file=sys.stderr)
+            return 1
         finally:
             await engine.dispose()
 
-    print(asyncio.run(run()))
-    return 0
+    return asyncio.run(run())
+
+
+def _key_line(key: ApiKey) -> str:
+    from app.keys.schemas import key_state
+
+    def when(moment: datetime | None) -> str:
+        return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
+
+    flags = "admin" if key.is_admin else "-"
+    return (
+        f"{key.id}  {key.prefix}…  {key_state(key):<7}  {flags:<5}  owner {key.owner_id}  created {when(key.created_at)}"
+        f"  last used {when(key.last_used_at)}  expires {when(key.expires_at)}  {key.name}"
+    )
+
+
+def _print_secret(key: ApiKey, secret: str, verb: str) -> None:
+    print(f"{verb} key {key.id} ({key.prefix}…) named {key.name!r} for owner {key.owner_id}", file=sys.stderr)
+    print("store it now: it is not shown again", file=sys.stderr)
+    print(secret)
+
+
+def _keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    from app.keys.service import KeyService
+
+    async def work(session: AsyncSession) -> int:
+        key, secret = await KeyService(session).create(
+            args.name, admin=args.admin, owner_id=args.owner, expires=args.expires
+        )
+        _print_secret(key, secret, "created")
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    from app.keys.service import KeyService
+
+    async def work(session: AsyncSession) -> int:
+        keys, total = await KeyService(session).list(owner_id=args.owner, limit=args.limit)
+        for key in keys:
+            print(_key_line(key))
+        print(f"{len(keys)} of {total} keys", file=sys.stderr)
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    from app.keys.service import KeyService
+
+    async def work(session: AsyncSession) -> int:
+        print(_key_line(await KeyService(session).revoke(args.key_id)))
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from app.keys.service import KeyService
+
+    async def work(session: AsyncSession) -> int:
+        key, secret = await KeyService(session).rotate(args.key_id)
+        print(f"revoked key {args.key_id}", file=sys.stderr)
+        _print_secret(key, secret, "created")
+        return 0
+
+    return _with_session(settings, work)
+
+
+def _owners_quota(args: argparse.Namespace, settings: Settings) -> int:
+    from app.quotas.service import QUOTAS, QuotaService
+    from db.settings import parse_size
+
+    try:
+        given = {
+            q: None if getattr(args, q) == "default" else parse_size(getattr(args, q), f"--{q}")
+            for q in QUOTAS
+            if getattr(args, q) is not None
+        }
+    except ValueError as exc:
+        print(f"sluice: {exc} (or 'default')", file=sys.stderr)
+        return 2
+
+    async def work(session: AsyncSession) -> int:
+        quotas = QuotaService(session, settings)
+        if given:
+            await quotas.set(args.owner, given)
+        own, uses = await quotas.own(args.owner), await quotas.usage(args.owner)
+        for q in QUOTAS:
+            source = "own" if own[q] is not None else "default"
+            limit = "unlimited" if uses[q].limit is None else str(uses[q].limit)
+            print(f"{q:<8}  limit {limit:<14} ({source})  used {uses[q].used}")
+        return 0
+
+    return _with_session(settings, work)
 
 
 def _upload(args: argparse.Namespace, _: Settings) -> int:
@@ -128,7 +232,27 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     create.add_argument("--admin", action="store_true", help="may use the admin routes")
     create.add_argument("--owner", type=uuid.UUID, help="add the key to this existing owner id")
+    create.add_argument("--expires", help="lifetime, e.g. 90d, 12h, 2w (default: never expires)")
     create.set_defaults(run=_keys_create)
+    listing = keys.add_parser("list", help="every key (newest first): state, owner, created, last used, expires")
+    listing.add_argument("--owner", type=uuid.UUID, help="only this owner's keys")
+    listing.add_argument("--limit", type=int, default=1000)
+    listing.set_defaults(run=_keys_list)
+    revoke = keys.add_parser("revoke", help="revoke a key at once, on every API process; its stream links die too")
+    revoke.add_argument("key_id", type=uuid.UUID)
+    revoke.set_defaults(run=_keys_revoke)
+    rotate = keys.add_parser("rotate", help="revoke a key and print a new one (same owner, name, admin, expiry)")
+    rotate.add_argument("key_id", type=uuid.UUID)
+    rotate.set_defaults(run=_keys_rotate)
+
+    owners = sub.add_parser("owners", help="manage owners").add_subparsers(dest="owners_command", required=True)
+    quota = owners.add_parser("quota", help="show an owner's quotas and use; set any given (a number, 500GiB, or 'default')")
+    quota.add_argument("owner", type=uuid.UUID)
+    quota.add_argument("--bytes", help="bytes stored, e.g. 500GiB")
+    quota.add_argument("--files", help="files kept")
+    quota.add_argument("--sessions", help="upload sessions (chunked and tus) open at once")
+    quota.add_argument("--jobs", help="processing jobs at once")
+    quota.set_defaults(run=_owners_quota)
 
     from app.client.command import add_arguments
 
