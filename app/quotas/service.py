@@ -43,9 +43,9 @@ class Use:
     used: int
 
 
-def quota_error(quota: str, limit: int, used: int, asked: int | None = None) -> ServiceError:
+def quota_error(quota: str, limit: int, used: int, asked: int | None = None, *, at_least: bool = False) -> ServiceError:
     """413 for the bytes quota, 409 for the counted ones; the detail names the quota, its limit and use."""
-    wanted = f"; this request needs {asked} more" if asked is not None else ""
+    wanted = f"; this request needs {'at least ' if at_least else ''}{asked} more" if asked is not None else ""
     detail = (
         f"the {quota} quota is exceeded: the limit is {limit} {_WHAT[quota]} and {used} are in use{wanted}; "
         + ("delete files or ask an admin for a larger quota" if quota in ("bytes", "files") else "wait for some to finish or ask an admin for a larger quota")
@@ -147,5 +147,5 @@ async def _metered(body: AsyncIterator[bytes], use: Use) -> AsyncIterator[bytes]
     async for data in body:
         seen += len(data)
         if seen > room:
-            raise quota_error("bytes", use.limit, use.used, seen)
+            raise quota_error("bytes", use.limit, use.used, seen, at_least=True)
         yield data
