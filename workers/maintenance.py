@@ -58,10 +58,14 @@ async def expire_sessions(
                 .with_for_update(skip_locked=True)
             )
             for upload in due:
+                if upload.concat == "final":
+                    await _free_partials(session, upload)
                 try:
-                    await asyncio.to_thread(store.abort, upload.storage_key, upload.s3_upload_id)
+                    if upload.s3_upload_id:
+                        await asyncio.to_thread(store.abort, upload.storage_key, upload.s3_upload_id)
                     if upload.protocol == "tus":
                         await asyncio.to_thread(store.delete, tus_tail_key(upload.id))
+                        upload.tail_size = 0
                 except StorageError as exc:
                     log.warning("expired upload left for release", extra={"upload_id": str(upload.id), "error": str(exc)})
                     upload.abort_pending = True
@@ -77,6 +81,25 @@ async def expire_sessions(
                 await _announce(redis, settings, upload)
         if len(closed) < BATCH:
             return expired + await _expire_unjoined_partials(sessionmaker, store, now)
+
+
+async def _free_partials(session: AsyncSession, final: UploadSession) -> None:
+    """A tus final upload that expired before its partial uploads were all complete lets them go:
+    they can join another final upload, or expire themselves."""
+    await session.execute(
+        update(UploadSession)
+        .where(UploadSession.concat == "partial", UploadSession.concat_of == str(final.id))
+        .values(concat_of=None)
+    )
+
+
+async def _release_tus(store: ObjectStore, upload: UploadSession) -> None:
+    """What a closed tus upload may still owe the store: its tail object, and the object of a
+    partial upload that was joined or terminated while the store was down."""
+    await asyncio.to_thread(store.delete, tus_tail_key(upload.id))
+    upload.tail_size = 0
+    if upload.concat == "partial" and (upload.concat_of is not None or upload.state != SessionState.completed):
+        await asyncio.to_thread(store.delete, upload.storage_key)
 
 
 async def _expire_unjoined_partials(
@@ -176,7 +199,10 @@ async def release_owed(sessionmaker: async_sessionmaker[AsyncSession], store: Ob
                     )
                 )
                 for upload in uploads:
-                    await asyncio.to_thread(store.abort, upload.storage_key, upload.s3_upload_id)
+                    if upload.s3_upload_id:
+                        await asyncio.to_thread(store.abort, upload.storage_key, upload.s3_upload_id)
+                    if upload.protocol == "tus":
+                        await _release_tus(store, upload)
                     upload.abort_pending = False
                     await session.commit()
                     released += 1

@@ -133,7 +133,9 @@ def _creation(request: Request[Any, Any, Any]) -> Creation:
 
 
 def _headers(state: TusState) -> dict[str, str]:
-    headers = {"Tus-Resumable": TUS_VERSION, "Upload-Offset": str(state.offset), "Cache-Control": "no-store"}
+    headers = {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store"}
+    if state.offset is not None:
+        headers["Upload-Offset"] = str(state.offset)
     if state.length is None:
         headers["Upload-Defer-Length"] = "1"
     else:

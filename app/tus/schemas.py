@@ -9,7 +9,8 @@ import msgspec
 
 TUS_VERSION = "1.0.0"
 EXTENSIONS = (
-    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,concatenation"
+    "creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,"
+    "concatenation,concatenation-unfinished"
 )
 CHECKSUM_ALGORITHMS = ("sha1", "sha256", "md5")
 OFFSET_TYPE = "application/offset+octet-stream"
@@ -39,9 +40,10 @@ class TusState(msgspec.Struct, frozen=True):
     """What HEAD (and the end of a PATCH or creation) tells the client about an upload."""
 
     id: uuid.UUID
-    offset: int
+    offset: int | None
+    """``None`` for a final upload whose partial uploads are not all complete yet (no offset to tell)."""
     length: int | None
-    """``None`` while the length is deferred."""
+    """``None`` while the length is deferred (or a partial upload of a final one still defers its own)."""
     metadata: str | None
     expires: datetime | None
     """``None`` once the upload is complete (it no longer expires)."""

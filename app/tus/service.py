@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from anyio import to_thread
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
 
 from app.auth import Principal
@@ -40,6 +40,7 @@ from app.errors import Conflict, Gone, NotFound, PayloadTooLarge, ServiceError, 
 from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, detect
 from app.files.naming import original_name, sanitize_filename
 from app.files.service import storage_key
+from app.metrics import record_bytes
 from app.quotas.service import QuotaService
 from app.tus.schemas import Checksum, Creation, TusState
 from app.uploads.service import MIN_PART, UploadService, check_content_type
@@ -70,7 +71,7 @@ class TusService(UploadService):
 
     async def begin(self, owner: Principal, spec: Creation) -> TusState:
         if spec.final_of is not None:
-            return await self._concatenate(owner, spec)
+            return await self._create_final(owner, spec)
         length = spec.length
         if length is not None:
             self._check_length(length)
@@ -109,8 +110,11 @@ class TusService(UploadService):
     async def state(self, owner: Principal, upload_id: uuid.UUID) -> TusState:
         upload = await self._tus(owner, upload_id)
         await self.session.commit()
-        self._ensure_alive(upload)
-        return self._state_of(upload, await self._job_of(upload))
+        if upload.concat == "final" and self._state(upload) == SessionState.receiving:
+            # Normally the request that completes the last partial upload joins; this retries a
+            # join the object store refused at that moment.
+            await self._join_quietly(owner, upload.id)
+        return await self._state_with_job(owner, upload_id)
 
     async def patch(
         self,
@@ -137,19 +141,41 @@ class TusService(UploadService):
         self, owner: Principal, upload_id: uuid.UUID, *, reason: str = "terminated by the client (tus DELETE)"
     ) -> None:
         upload = await self._tus(owner, upload_id, lock=True)
+        if upload.concat == "final" and upload.state == SessionState.receiving:
+            await self.session.execute(
+                update(UploadSession)
+                .where(UploadSession.concat == "partial", UploadSession.concat_of == str(upload.id))
+                .values(concat_of=None)
+            )
+            await self._set_state(upload, SessionState.aborted, reason)
+            return
+        final = await self._claimed_by(upload)
         if upload.state == SessionState.receiving:
             await self._finish(upload, SessionState.aborted, reason)
-            await self._drop_tail(upload)
-            return
-        if upload.state == SessionState.completed and upload.concat == "partial" and upload.concat_of is None:
-            await to_thread.run_sync(self.store.delete, upload.storage_key)
-            await self._set_state(upload, SessionState.aborted, "terminated by the client (tus DELETE)")
-            return
-        if upload.state == SessionState.completed:
+            await self._drop_tail(upload.id)
+        elif upload.state == SessionState.completed and upload.concat == "partial":
+            if final is not None and final.state == SessionState.completed:
+                raise Conflict(
+                    f"partial upload {upload.id} is joined into final upload {final.id}; delete its file "
+                    f"with DELETE /api/v1/files/{final.file_id}"
+                )
+            owed = await self._delete_owed(upload.id, upload.storage_key)
+            await self._set_state(upload, SessionState.aborted, reason, abort_pending=owed)
+        elif upload.state == SessionState.completed:
             raise Conflict(
                 f"upload {upload.id} is complete; delete its file with DELETE /api/v1/files/{upload.file_id}"
             )
-        raise NotFound(f"upload {upload.id} is {upload.state} already")
+        else:
+            raise NotFound(f"upload {upload.id} is {upload.state} already")
+        if final is not None:
+            # A final upload that lost one of its partial uploads can never be joined: this fails it.
+            await self._join_quietly(owner, final.id)
+
+    async def _claimed_by(self, upload: UploadSession) -> UploadSession | None:
+        """The final upload that claimed this partial upload, if one did."""
+        if upload.concat != "partial" or upload.concat_of is None:
+            return None
+        return await self.session.get(UploadSession, uuid.UUID(upload.concat_of))
 
     async def _patch_locked(
         self,
@@ -254,16 +280,27 @@ class TusService(UploadService):
                     await to_thread.run_sync(self.store.put, tus_tail_key(upload.id), data, TAIL_TYPE)
             await self._record(upload, token, unrecorded, new_offset, tail)
         await self._publish(upload, "chunk", received=new_offset // upload.chunk_size, bytes_received=new_offset)
+        record_bytes("tus", received)
         if interrupted is not None:
             raise interrupted
         if not done:
             return self._state_of(upload)
-        await self._drop_tail(upload)
-        if upload.concat == "partial":
-            return await self._complete_partial(upload)
-        completed = await self.complete(owner, upload.id, protocol="tus")
-        await self.session.refresh(upload)
-        return self._state_of(upload, completed.job_id)
+        upload_id = upload.id
+        try:
+            if upload.concat == "partial":
+                return await self._complete_partial(owner, upload)
+            completed = await self.complete(owner, upload.id, protocol="tus")
+            await self.session.refresh(upload)
+            return self._state_of(upload, completed.job_id)
+        finally:
+            # The last part took the tail's bytes; its object goes once the upload is closed (complete
+            # or refused). A completion that failed keeps it for the retry, which comes back here.
+            await self.session.rollback()
+            closed = await self.session.scalar(select(UploadSession.state).where(UploadSession.id == upload_id))
+            if closed != SessionState.receiving:
+                await self._drop_tail(upload_id)
+            else:
+                await self.session.commit()
 
     async def _store_part(self, upload: UploadSession, buffer: PartBuffer, number: int) -> tuple[PartInfo, str]:
         await self._check_head(upload, buffer, number)
@@ -292,7 +329,7 @@ class TusService(UploadService):
         if detected.kind not in self.settings.allowed_kinds:
             reason = f"this file is not one Sluice accepts; send {ACCEPTED}"
             await self._finish(upload, SessionState.failed, reason)
-            await self._drop_tail(upload)
+            await self._drop_tail(upload.id)
             raise UnsupportedType(f"{reason}. The upload was terminated.")
         upload.kind, upload.encoding = detected.kind, detected.encoding
 
@@ -320,6 +357,7 @@ class TusService(UploadService):
                 .where(UploadChunk.session_id == upload.id, UploadChunk.index == last)
                 .values(size=upload.size - last * upload.chunk_size)
             )
+        expires = self._new_expiry(upload.created_at)
         moved = await self.session.scalar(
             update(UploadSession)
             .where(
@@ -332,7 +370,7 @@ class TusService(UploadService):
                 tail_size=tail,
                 kind=upload.kind,
                 encoding=upload.encoding,
-                expires_at=self._new_expiry(upload.created_at),
+                expires_at=expires,
                 locked_until=self._lease_end(),
             )
             .returning(UploadSession.id)
@@ -342,6 +380,13 @@ class TusService(UploadService):
             await self.session.refresh(upload)
             self._ensure_alive(upload)
             raise Conflict(f"upload {upload.id} was taken over by another PATCH; ask HEAD for the offset")
+        if upload.concat_of is not None:
+            # A final upload waiting for this partial upload lives as long as the partial makes progress.
+            await self.session.execute(
+                update(UploadSession)
+                .where(UploadSession.id == uuid.UUID(upload.concat_of), UploadSession.state == SessionState.receiving)
+                .values(expires_at=func.greatest(UploadSession.expires_at, expires))
+            )
         await self.session.commit()
         upload.offset, upload.tail_size = offset, tail
 
@@ -357,14 +402,16 @@ class TusService(UploadService):
             stream.close()
             stream.release_conn()  # type: ignore[attr-defined]
 
-    async def _drop_tail(self, upload: UploadSession) -> None:
-        try:
-            await to_thread.run_sync(self.store.delete, tus_tail_key(upload.id))
-        except StorageError as exc:
-            log.warning("tus tail left behind", extra={"upload_id": str(upload.id), "error": str(exc)})
+    async def _drop_tail(self, upload_id: uuid.UUID) -> None:
+        """Delete the tail object of an upload that is closed (complete, terminated, refused); while
+        the store is down the delete is owed and the sweeper (``release_owed``) makes it."""
+        await self._delete_owed(upload_id, tus_tail_key(upload_id))
+        await self.session.commit()
 
-    async def _complete_partial(self, upload: UploadSession) -> TusState:
-        """A partial upload's bytes become an object that a final upload joins; no file record yet."""
+    async def _complete_partial(self, owner: Principal, upload: UploadSession) -> TusState:
+        """A partial upload's bytes become an object that a final upload joins; no file record yet.
+        When a final upload already claimed it (concatenation-unfinished), the last one to complete
+        joins them."""
         parts = list(
             await self.session.scalars(
                 select(UploadChunk).where(UploadChunk.session_id == upload.id).order_by(UploadChunk.index)
@@ -378,9 +425,14 @@ class TusService(UploadService):
         )
         await self.session.commit()
         await self.session.refresh(upload)
+        if upload.concat_of is not None:
+            await self._join_quietly(owner, uuid.UUID(upload.concat_of))
+            await self.session.refresh(upload)
         return self._state_of(upload)
 
-    async def _concatenate(self, owner: Principal, spec: Creation) -> TusState:
+    async def _create_final(self, owner: Principal, spec: Creation) -> TusState:
+        """A final upload claims its partial uploads, finished or not (concatenation-unfinished);
+        whichever request completes the last of them joins them inside the store."""
         ids = spec.final_of or []
         if not ids:
             raise ServiceError("Upload-Concat: final; must name at least one partial upload")
@@ -402,62 +454,171 @@ class TusService(UploadService):
                 problem = f"{upload_id} is not a partial upload of yours"
             elif upload.concat_of is not None:
                 problem = f"partial upload {upload_id} is already part of another final upload"
-            elif upload.state != SessionState.completed:
-                problem = f"partial upload {upload_id} is {self._state(upload)} with {upload.offset} of {upload.size} bytes; finish it first"
+            elif self._state(upload) not in (SessionState.receiving, SessionState.completed):
+                problem = f"partial upload {upload_id} is {self._state(upload)}; send its bytes again as a new partial upload"
             if problem:
+                await self.session.rollback()
                 raise ServiceError(f"Upload-Concat: {problem}")
             partials.append(upload)  # type: ignore[arg-type]
+        known = not any(p.length_deferred for p in partials)
         size = sum(p.size for p in partials)
-        self._check_length(size)
-        key = storage_key(owner.owner_id, uuid.uuid4())
+        if known:
+            try:
+                self._check_length(size)
+            except ServiceError:
+                await self.session.rollback()
+                raise
         first = partials[0]
-        await self._join(owner, partials, key)
-        head = await to_thread.run_sync(self._head, key, size)
-        detected = detect(head, complete=size <= HEAD_BYTES)
-        if detected.kind not in self.settings.allowed_kinds:
-            await to_thread.run_sync(self.store.delete, key)
-            raise UnsupportedType(f"this file is not one Sluice accepts; send {ACCEPTED}. The final upload was not created.")
+        raw_name = _text(spec.metadata, "filename")
+        filetype = _text(spec.metadata, "filetype")
         final = UploadSession(
             id=uuid.uuid4(),
             owner_id=owner.owner_id,
-            original_filename=first.original_filename,
-            filename=first.filename,
-            size=size,
+            original_filename=original_name(raw_name) if raw_name else first.original_filename,
+            filename=sanitize_filename(raw_name) if raw_name else first.filename,
+            size=size if known else 0,
             chunk_size=self.settings.part_size,
             total_chunks=0,
-            content_type=first.content_type,
-            kind=detected.kind,
-            encoding=detected.encoding,
-            process=first.process,
+            content_type=check_content_type(filetype) if filetype else first.content_type,
+            process=_process(spec.metadata, first.process),
             state=SessionState.receiving,
             bucket=self.store.bucket,
-            storage_key=key,
+            storage_key=storage_key(owner.owner_id, uuid.uuid4()),
             s3_upload_id="",
-            expires_at=self._new_expiry(),
+            expires_at=max([self._new_expiry(), *(p.expires_at for p in partials)]),
             protocol="tus",
-            offset=size,
+            length_deferred=not known,
             tus_metadata=spec.raw_metadata if spec.raw_metadata is not None else first.tus_metadata,
             concat="final",
             concat_of=" ".join(str(i) for i in ids),
         )
-        if spec.metadata:
-            raw_name = _text(spec.metadata, "filename")
-            if raw_name:
-                final.filename, final.original_filename = sanitize_filename(raw_name), original_name(raw_name)
-            final.process = _process(spec.metadata, first.process)
         self.session.add(final)
         for partial in partials:
             partial.concat_of = str(final.id)
+        await self.session.commit()
+        log.info("tus final upload created", extra={"upload_id": str(final.id), "partials": len(ids)})
+        try:
+            await self._join_if_ready(owner, final.id)
+        except StorageError as exc:
+            # The final upload exists: its Location must reach the client, whose HEAD retries the join.
+            await self.session.rollback()
+            log.warning("tus join left for a later HEAD", extra={"upload_id": str(final.id), "error": str(exc)})
+        return await self._state_with_job(owner, final.id)
+
+    async def _join_quietly(self, owner: Principal, final_id: uuid.UUID) -> None:
+        """Join on behalf of a partial upload's request: the outcome belongs to the final upload
+        (its HEAD tells it), not to the partial upload, which is complete either way."""
+        try:
+            await self._join_if_ready(owner, final_id)
+        except (ServiceError, StorageError) as exc:
+            await self.session.rollback()
+            log.warning("tus final upload not joined", extra={"upload_id": str(final_id), "error": str(exc)})
+
+    async def _join_if_ready(self, owner: Principal, final_id: uuid.UUID) -> None:
+        """Join the final upload's partials once all are complete; fail it when one of them died.
+        Holds the final upload's row lock throughout, so exactly one request joins."""
+        final = await self._tus(owner, final_id, lock=True)
+        if final.state != SessionState.receiving:
+            await self.session.commit()
+            return
+        ids = [uuid.UUID(i) for i in (final.concat_of or "").split()]
+        rows = {
+            u.id: u
+            for u in await self.session.scalars(
+                select(UploadSession).where(UploadSession.id.in_(ids)).execution_options(populate_existing=True)
+            )
+        }
+        partials = [rows[i] for i in ids]
+        dead = next((p for p in partials if self._state(p) not in (SessionState.receiving, SessionState.completed)), None)
+        if dead is not None:
+            await self._fail_final(final, f"partial upload {dead.id} is {self._state(dead)}, so this final upload cannot be joined")
+            return
+        if any(p.state != SessionState.completed for p in partials):
+            await self.session.commit()
+            return
+        size = sum(p.size for p in partials)
+        if size > self.settings.max_file_size:
+            await self._fail_final(
+                final, f"the partial uploads add up to {size} bytes; the limit is {self.settings.max_file_size} bytes"
+            )
+            return
+        try:
+            await self._join(owner, partials, final.storage_key)
+            head = await to_thread.run_sync(self._head, final.storage_key, size)
+        except BaseException:
+            await self.session.rollback()
+            raise
+        detected = detect(head, complete=size <= HEAD_BYTES)
+        if detected.kind not in self.settings.allowed_kinds:
+            reason = f"this file is not one Sluice accepts; send {ACCEPTED}"
+            await self._fail_final(final, reason, release=partials)
+            raise UnsupportedType(f"{reason}. The final upload was terminated.")
+        final.size, final.offset, final.length_deferred = size, size, False
+        final.kind, final.encoding = detected.kind, detected.encoding
         await self.session.flush()
-        # ``complete`` finds the joined object whole in the store and goes straight to the file record.
-        completed = await self.complete(owner, final.id, protocol="tus")
+        try:
+            # ``complete`` finds the joined object whole in the store and goes straight to the file record.
+            await self.complete(owner, final.id, protocol="tus")
+        except UnsupportedType:
+            await self._release(partials)
+            raise
+        await self._release(partials)
+
+    async def _fail_final(self, final: UploadSession, reason: str, *, release: list[UploadSession] | None = None) -> None:
+        """Close a final upload that will never be joined; partials it does not release go free
+        for another final upload (or expire)."""
+        if release is None:
+            await self.session.execute(
+                update(UploadSession)
+                .where(UploadSession.concat == "partial", UploadSession.concat_of == str(final.id))
+                .values(concat_of=None)
+            )
+        else:
+            final.abort_pending = await self._delete_owed(final.id, final.storage_key)
+        await self._set_state(final, SessionState.failed, reason, abort_pending=final.abort_pending)
+        if release is not None:
+            await self._release(release)
+
+    async def _release(self, partials: list[UploadSession]) -> None:
+        """Delete joined partials' objects; what the store cannot delete now the sweeper deletes."""
         for partial in partials:
-            try:
-                await to_thread.run_sync(self.store.delete, partial.storage_key)
-            except StorageError as exc:
-                log.warning("joined partial left behind", extra={"upload_id": str(partial.id), "error": str(exc)})
-        await self.session.refresh(final)
-        return self._state_of(final, completed.job_id)
+            await self._delete_owed(partial.id, partial.storage_key)
+        await self.session.commit()
+
+    async def _delete_owed(self, upload_id: uuid.UUID, key: str) -> bool:
+        """Delete ``key``; while the store is down mark the (closed) upload so that the sweeper
+        deletes it later. Whether the delete is owed."""
+        try:
+            await to_thread.run_sync(self.store.delete, key)
+        except StorageError as exc:
+            log.warning("object left for the sweeper", extra={"upload_id": str(upload_id), "key": key, "error": str(exc)})
+            await self.session.execute(
+                update(UploadSession).where(UploadSession.id == upload_id).values(abort_pending=True)
+            )
+            return True
+        return False
+
+    async def _state_with_job(self, owner: Principal, upload_id: uuid.UUID) -> TusState:
+        upload = await self._tus(owner, upload_id)
+        await self.session.commit()
+        self._ensure_alive(upload)
+        length = await self._final_length(upload) if upload.concat == "final" else None
+        return self._state_of(upload, await self._job_of(upload), length=length)
+
+    async def _final_length(self, final: UploadSession) -> int | None:
+        """A final upload's length: known once every partial upload's length is."""
+        if not final.length_deferred:
+            return final.size
+        ids = [uuid.UUID(i) for i in (final.concat_of or "").split()]
+        rows = (
+            await self.session.execute(
+                select(UploadSession.size, UploadSession.length_deferred).where(UploadSession.id.in_(ids))
+            )
+        ).all()
+        await self.session.commit()
+        if any(r.length_deferred for r in rows):
+            return None
+        return sum(r.size for r in rows)
 
     async def _join(self, owner: Principal, partials: list[UploadSession], key: str) -> None:
         """Join the partials inside the store. S3 joins only pieces of at least 5 MiB (but the last),
@@ -597,11 +758,18 @@ class TusService(UploadService):
             return None
         return (await self._completed(upload)).job_id
 
-    def _state_of(self, upload: UploadSession, job_id: uuid.UUID | None = None) -> TusState:
+    def _state_of(
+        self, upload: UploadSession, job_id: uuid.UUID | None = None, *, length: int | None = None
+    ) -> TusState:
         concat = upload.concat
+        done = upload.state == SessionState.completed
         if concat == "final" and upload.concat_of:
             concat = "final;" + " ".join(f"{BASE}/{i}" for i in upload.concat_of.split())
-        done = upload.state == SessionState.completed
+        if upload.concat == "final" and not done:
+            # concatenation-unfinished: no offset until the partial uploads are joined.
+            return TusState(
+                id=upload.id, offset=None, length=length, metadata=upload.tus_metadata, expires=upload.expires_at, concat=concat
+            )
         return TusState(
             id=upload.id,
             offset=upload.offset,
