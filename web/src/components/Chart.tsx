@@ -1,0 +1,68 @@
+import "uplot/dist/uPlot.min.css";
+import { useEffect, useRef } from "react";
+import uPlot from "uplot";
+
+export interface SeriesSpec {
+  label: string;
+  color: string;
+  values: (number | null)[];
+}
+
+/** One uPlot chart over time (x in unix seconds), resized with its container. */
+export function Chart({
+  title,
+  x,
+  series,
+  format,
+  testid,
+}: {
+  title: string;
+  x: number[];
+  series: SeriesSpec[];
+  format: (v: number) => string;
+  testid: string;
+}) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+
+  useEffect(() => {
+    const el = box.current;
+    if (!el) return;
+    const width = Math.max(260, el.clientWidth);
+    const opts: uPlot.Options = {
+      title,
+      width,
+      height: 220,
+      scales: { x: { time: true } },
+      series: [
+        { label: "Time" },
+        ...series.map((s) => ({
+          label: s.label,
+          stroke: s.color,
+          fill: `${s.color}22`,
+          width: 2,
+          points: { show: x.length < 60 },
+          value: (_u: uPlot, v: number | null) => (v == null ? "–" : format(v)),
+        })),
+      ],
+      axes: [{}, { values: (_u, splits) => splits.map((v) => format(v)), size: 70 }],
+      legend: { live: true },
+    };
+    const u = new uPlot(opts, [x, ...series.map((s) => s.values)] as uPlot.AlignedData, el);
+    plot.current = u;
+    const ro = new ResizeObserver(() => u.setSize({ width: Math.max(260, el.clientWidth), height: 220 }));
+    ro.observe(el);
+    return () => {
+      ro.disconnect();
+      u.destroy();
+      plot.current = null;
+    };
+  }, [title, x, series, format]);
+
+  const total = series.reduce((sum, s) => sum + s.values.reduce<number>((a, v) => a + (v ?? 0), 0), 0);
+  return (
+    <figure className="chart card" data-testid={testid} data-points={x.length} data-total={total}>
+      <div ref={box} role="img" aria-label={`${title}: ${series.map((s) => `${s.label} ${format(s.values.reduce<number>((a, v) => a + (v ?? 0), 0))} in the range`).join(", ")}`} />
+    </figure>
+  );
+}

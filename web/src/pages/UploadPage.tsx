@@ -1,0 +1,408 @@
+import "@uppy/core/css/style.min.css";
+import "@uppy/dashboard/css/style.min.css";
+import { useQuery } from "@tanstack/react-query";
+import Uppy, { type UppyFile } from "@uppy/core";
+import Dashboard from "@uppy/dashboard";
+import GoldenRetriever from "@uppy/golden-retriever";
+import Tus from "@uppy/tus";
+import { useCallback, useEffect, useRef, useState, type ReactNode } from "react";
+import { Link } from "react-router";
+import { useAuth } from "../auth";
+import { api, authHeaders, getApiKey } from "../lib/api";
+import { etaSeconds, RateMeter } from "../lib/eta";
+import { formatByteRate, formatBytes, formatDuration, formatPercent } from "../lib/format";
+import type { FileRecord, UploadSession, WebConfig } from "../lib/types";
+import { tusChunkSize, tusUploadId, uploadErrorDetail } from "../lib/uploadErrors";
+import { useJobStream } from "../useJobStream";
+import { Badge, ErrorBox, JobLive, Loading, ProgressBar } from "../components/ui";
+
+type Meta = { filename?: string; filetype?: string; process?: string; [k: string]: unknown };
+type Body = Record<string, never>;
+type SFile = UppyFile<Meta, Body>;
+
+const FALLBACK_CONFIG: WebConfig = {
+  max_upload_bytes: 0,
+  accepted_types: [".csv", ".tsv", ".txt", ".xlsx", ".gz"],
+  part_size: 8 * 1024 * 1024,
+  tus_endpoint: "/api/v1/tus/",
+};
+
+interface Stored {
+  fileId: string | null;
+  jobId: string | null;
+  process: boolean;
+  lookupError?: string;
+}
+
+/** Stored results survive a reload of the tab (Golden Retriever keeps the finished rows too). */
+const RESULTS_ITEM = "sluice.uploadResults";
+function loadResults(): Record<string, Stored> {
+  try {
+    return JSON.parse(sessionStorage.getItem(RESULTS_ITEM) ?? "{}") as Record<string, Stored>;
+  } catch {
+    return {};
+  }
+}
+
+export default function UploadPage() {
+  const config = useQuery({
+    queryKey: ["web-config"],
+    queryFn: () => api<WebConfig>("/api/v1/web/config", { key: null }),
+    staleTime: 10 * 60_000,
+    retry: 1,
+  });
+  if (config.isPending) return <Loading what="upload settings" />;
+  return (
+    <section className="page" data-testid="upload-page">
+      <h1>Upload</h1>
+      {config.isError ? (
+        <p className="alert alert-info" role="status">
+          The server's upload settings could not be read ({config.error.message}); the server still checks every file.
+        </p>
+      ) : null}
+      <Uploader config={config.data ?? FALLBACK_CONFIG} />
+    </section>
+  );
+}
+
+function Uploader({ config }: { config: WebConfig }) {
+  const { apiKey, me } = useAuth();
+  const target = useRef<HTMLDivElement>(null);
+  const [uppy, setUppy] = useState<Uppy<Meta, Body> | null>(null);
+  const [processNew, setProcessNew] = useState(true);
+  const processRef = useRef(processNew);
+  processRef.current = processNew;
+  const [files, setFiles] = useState<SFile[]>([]);
+  const [results, setResults] = useState<Record<string, Stored>>(loadResults);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [notices, setNotices] = useState<string[]>([]);
+  const meters = useRef(new Map<string, RateMeter>());
+
+  const remember = useCallback((id: string, r: Stored) => {
+    setResults((prev) => {
+      const next = { ...prev, [id]: r };
+      try {
+        sessionStorage.setItem(RESULTS_ITEM, JSON.stringify(next));
+      } catch {
+        /* storage full or disabled: rows just won't survive a reload */
+      }
+      return next;
+    });
+  }, []);
+
+  useEffect(() => {
+    if (!target.current || !apiKey) return;
+    const u = new Uppy<Meta, Body>({
+      // One store per owner: another key in this browser does not see (or resume) these uploads.
+      id: `sluice-${me?.owner_id ?? "me"}`,
+      autoProceed: false,
+      allowMultipleUploadBatches: true,
+      restrictions: {
+        maxFileSize: config.max_upload_bytes > 0 ? config.max_upload_bytes : null,
+        allowedFileTypes: config.accepted_types.length ? config.accepted_types : null,
+      },
+    });
+    u.use(Dashboard<Meta, Body>, {
+      inline: true,
+      target: target.current,
+      width: "100%",
+      height: 340,
+      theme: "light",
+      proudlyDisplayPoweredByUppy: false,
+      showProgressDetails: true,
+      hideProgressAfterFinish: false,
+      showRemoveButtonAfterComplete: true,
+      disableThumbnailGenerator: true,
+      fileManagerSelectionType: "files",
+      note:
+        `CSV, TSV, TXT, XLSX or gzip` +
+        (config.max_upload_bytes > 0 ? `, up to ${formatBytes(config.max_upload_bytes)} each` : "") +
+        ". Uploads resume after a reload or a lost connection.",
+    } as never);
+    u.use(Tus<Meta, Body>, {
+      endpoint: config.tus_endpoint || "/api/v1/tus/",
+      headers: () => authHeaders(getApiKey()),
+      chunkSize: tusChunkSize(config.part_size),
+      limit: 3,
+      retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
+      storeFingerprintForResuming: true,
+      removeFingerprintOnSuccess: true,
+      allowedMetaFields: ["filename", "filetype", "process"],
+    });
+    u.use(GoldenRetriever, { serviceWorker: false });
+
+    let frame = 0;
+    const refresh = () => {
+      if (frame) return;
+      frame = requestAnimationFrame(() => {
+        frame = 0;
+        setFiles(u.getFiles());
+      });
+    };
+    u.on("state-update", refresh);
+    u.on("file-added", (file) => {
+      if (file.meta.process === undefined) {
+        u.setFileMeta(file.id, { filename: file.name ?? "upload", filetype: file.type || "", process: processRef.current ? "true" : "false" });
+      }
+    });
+    u.on("upload-progress", (file, progress) => {
+      if (!file) return;
+      let m = meters.current.get(file.id);
+      if (!m) meters.current.set(file.id, (m = new RateMeter()));
+      m.add(performance.now(), progress.bytesUploaded ?? 0);
+    });
+    u.on("upload-pause", (file) => file && meters.current.get(file.id)?.reset());
+    u.on("upload-retry", (file) => {
+      meters.current.get(file.id)?.reset();
+      setErrors((e) => {
+        const { [file.id]: _, ...rest } = e;
+        return rest;
+      });
+    });
+    u.on("restriction-failed", (file, error) => {
+      setNotices((n) => [...n.slice(-4), `${file?.name ?? "A file"}: ${error.message}`]);
+    });
+    u.on("upload-error", (file, error, response) => {
+      if (!file) return;
+      const xhr = (response?.body as { xhr?: XMLHttpRequest } | undefined)?.xhr;
+      const detail = uploadErrorDetail(error as never, xhr ?? null);
+      setErrors((e) => ({ ...e, [file.id]: detail }));
+      u.setFileState(file.id, { error: detail });
+    });
+    u.on("upload-success", (file, response) => {
+      if (!file) return;
+      const xhr = (response.body as { xhr?: XMLHttpRequest } | undefined)?.xhr;
+      const process = file.meta.process !== "false";
+      const fileId = xhr?.getResponseHeader?.("Sluice-File-Id") ?? null;
+      const jobId = xhr?.getResponseHeader?.("Sluice-Job-Id") ?? null;
+      if (fileId) {
+        remember(file.id, { fileId, jobId, process });
+        return;
+      }
+      // The answer carrying the ids was lost (e.g. the last PATCH before a reload): ask the session.
+      const uploadId = tusUploadId(response.uploadURL);
+      remember(file.id, { fileId: null, jobId: null, process });
+      if (!uploadId) return;
+      api<UploadSession>(`/api/v1/uploads/${uploadId}`)
+        .then(async (s) => {
+          const rec = s.file_id ? await api<FileRecord>(`/api/v1/files/${s.file_id}`) : null;
+          remember(file.id, { fileId: s.file_id, jobId: rec?.job_id ?? null, process });
+        })
+        .catch((e: Error) => remember(file.id, { fileId: null, jobId: null, process, lookupError: e.message }));
+    });
+    u.on("file-removed", (file) => {
+      meters.current.delete(file.id);
+    });
+    setUppy(u);
+    setFiles(u.getFiles());
+    return () => {
+      cancelAnimationFrame(frame);
+      u.destroy();
+      setUppy(null);
+    };
+  }, [apiKey, me?.owner_id, config, remember]);
+
+  const setProcess = (file: SFile, on: boolean) => uppy?.setFileMeta(file.id, { process: on ? "true" : "false" });
+  const uploading = files.some((f) => f.progress.uploadStarted && !f.progress.uploadComplete && !f.error);
+
+  return (
+    <>
+      <div className="upload-options">
+        <label className="check">
+          <input type="checkbox" checked={processNew} onChange={(e) => setProcessNew(e.target.checked)} data-testid="process-default" />
+          Process new files into tables
+        </label>
+        <span className="muted small">
+          Chunks of {formatBytes(tusChunkSize(config.part_size))}
+          {config.max_upload_bytes > 0 ? ` · at most ${formatBytes(config.max_upload_bytes)} a file` : ""} · accepted:{" "}
+          {config.accepted_types.filter((t) => t.startsWith(".")).join(" ")}
+        </span>
+      </div>
+      <div ref={target} className="dashboard" data-testid="uppy-dashboard" />
+      {notices.length ? (
+        <div className="alert alert-error" role="alert" data-testid="restriction-error">
+          <ul>
+            {notices.map((n, i) => (
+              <li key={i}>{n}</li>
+            ))}
+          </ul>
+          <button type="button" className="link" onClick={() => setNotices([])}>
+            Dismiss
+          </button>
+        </div>
+      ) : null}
+      {files.length ? (
+        <section aria-labelledby="transfers-title" className="card">
+          <div className="row-between">
+            <h2 id="transfers-title">Transfers</h2>
+            <div className="actions">
+              <button type="button" className="primary" onClick={() => uppy?.upload().catch(() => {})} disabled={!files.some((f) => !f.progress.uploadStarted)} data-testid="upload-start">
+                Upload {files.filter((f) => !f.progress.uploadStarted).length || ""} file(s)
+              </button>
+              {uploading ? (
+                <button type="button" onClick={() => uppy?.pauseAll()} data-testid="pause-all">
+                  Pause all
+                </button>
+              ) : null}
+              <button type="button" onClick={() => uppy?.retryAll().catch(() => {})} disabled={!files.some((f) => f.error)} data-testid="retry-all">
+                Retry failed
+              </button>
+            </div>
+          </div>
+          <div className="table-wrap">
+            <table className="table" data-testid="transfers">
+              <thead>
+                <tr>
+                  <th scope="col">File</th>
+                  <th scope="col">Size</th>
+                  <th scope="col">Process</th>
+                  <th scope="col" className="wide">Progress</th>
+                  <th scope="col">Actions</th>
+                </tr>
+              </thead>
+              <tbody>
+                {files.map((f) => (
+                  <TransferRow
+                    key={f.id}
+                    file={f}
+                    meter={meters.current.get(f.id)}
+                    error={errors[f.id] ?? (typeof f.error === "string" ? f.error : null)}
+                    stored={results[f.id]}
+                    onProcess={(on) => setProcess(f, on)}
+                    onPause={() => uppy?.pauseResume(f.id)}
+                    onRetry={() => uppy?.retryUpload(f.id).catch(() => {})}
+                    onRemove={() => uppy?.removeFile(f.id)}
+                  />
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </section>
+      ) : null}
+    </>
+  );
+}
+
+function TransferRow({
+  file,
+  meter,
+  error,
+  stored,
+  onProcess,
+  onPause,
+  onRetry,
+  onRemove,
+}: {
+  file: SFile;
+  meter: RateMeter | undefined;
+  error: string | null;
+  stored: Stored | undefined;
+  onProcess: (on: boolean) => void;
+  onPause: () => void;
+  onRetry: () => void;
+  onRemove: () => void;
+}) {
+  const p = file.progress;
+  const total = p.bytesTotal ?? file.size ?? 0;
+  const sent = p.bytesUploaded || 0;
+  const started = !!p.uploadStarted;
+  const complete = !!p.uploadComplete;
+  const rate = started && !complete && !file.isPaused ? meter?.rate() ?? null : null;
+  const eta = etaSeconds(sent, total, rate);
+  const process = file.meta.process !== "false";
+  const state = error ? "failed" : complete ? "stored" : file.isGhost ? "needs file" : file.isPaused ? "paused" : started ? "uploading" : "waiting";
+  const name = file.name ?? "file";
+
+  return (
+    <tr data-testid="transfer-row" data-file-name={name} data-state={state}>
+      <th scope="row" className="filename">
+        {name}
+        {file.isGhost ? <div className="muted small">Add this file again to resume its upload.</div> : null}
+      </th>
+      <td>{formatBytes(total || null)}</td>
+      <td>
+        <label className="check">
+          <input type="checkbox" checked={process} disabled={started} onChange={(e) => onProcess(e.target.checked)} aria-label={`Process ${name} into a table`} data-testid="transfer-process" />
+          {process ? "yes" : "no"}
+        </label>
+      </td>
+      <td className="wide">
+        {complete && stored ? (
+          <StoredCell stored={stored} />
+        ) : (
+          <div className="transfer-progress">
+            <div className="job-live-head">
+              <Badge value={state} testid="transfer-state" />
+              <ProgressBar value={total ? (100 * sent) / total : 0} label={`Upload progress of ${name}`} testid="upload-progress" />
+              <span data-testid="upload-percent">{formatPercent(total ? (100 * sent) / total : 0, 1)}</span>
+            </div>
+            <div className="job-live-figures">
+              <span data-testid="upload-bytes">
+                {formatBytes(sent)} of {formatBytes(total)}
+              </span>
+              {state === "uploading" ? <span data-testid="upload-speed">{formatByteRate(rate)}</span> : null}
+              {state === "uploading" ? <span data-testid="upload-eta">ETA {formatDuration(eta)}</span> : null}
+              {complete && !stored ? <span className="muted">stored; looking up the file…</span> : null}
+            </div>
+            {error ? (
+              <p className="error-text" role="alert" data-testid="upload-error">
+                {error}
+              </p>
+            ) : null}
+          </div>
+        )}
+      </td>
+      <td className="actions">
+        {started && !complete && !error ? (
+          <button type="button" onClick={onPause} data-testid="transfer-pause" aria-label={`${file.isPaused ? "Resume" : "Pause"} ${name}`}>
+            {file.isPaused ? "Resume" : "Pause"}
+          </button>
+        ) : null}
+        {error ? (
+          <button type="button" onClick={onRetry} data-testid="transfer-retry" aria-label={`Retry ${name}`}>
+            Retry
+          </button>
+        ) : null}
+        <button type="button" onClick={onRemove} data-testid="transfer-cancel" aria-label={`${complete ? "Remove" : "Cancel"} ${name}`}>
+          {complete ? "Remove" : "Cancel"}
+        </button>
+      </td>
+    </tr>
+  );
+}
+
+function StoredCell({ stored }: { stored: Stored }) {
+  if (!stored.fileId) {
+    return stored.lookupError ? (
+      <ErrorBox error={new Error(`Stored, but its file record could not be read: ${stored.lookupError}`)} />
+    ) : (
+      <span className="muted">Stored; looking up the file…</span>
+    );
+  }
+  const link = (
+    <Link to={`/files/${stored.fileId}`} data-testid="file-link">
+      Open the file
+    </Link>
+  );
+  if (!stored.process || !stored.jobId) {
+    return (
+      <div data-testid="stored-unprocessed">
+        <Badge value="stored" /> {stored.process ? "No processing job (not a table file)." : "Not processed."} {link}
+      </div>
+    );
+  }
+  return <StoredJob jobId={stored.jobId} link={link} />;
+}
+
+function StoredJob({ jobId, link }: { jobId: string; link: ReactNode }) {
+  const p = useJobStream(jobId);
+  return (
+    <div>
+      <JobLive p={p} />
+      <div className="small">
+        {p.state === "completed" ? <strong>Done · </strong> : null}
+        {link}
+      </div>
+    </div>
+  );
+}
