@@ -1,1 +1,0 @@
-"""The web app's server side: the built single-page app at ``/``, its config route, offline API docs."""
