@@ -1,10 +1,10 @@
 """The fan-out: one Redis pub/sub connection per API process, shared by every event stream.
 
 Litestar's channels plugin keeps that connection, subscribes a Redis channel while at least one
-stream watches it and unsubscribes it when the last one leaves. Three small extensions: a backend
-whose reader reconnects when Redis drops it, a subscriber that marks idle periods (heartbeats), and
-a plugin that owns its own bounded Redis client, so thousands of watchers reading snapshots never
-open thousands of connections.
+stream watches it and unsubscribes it when the last one leaves. Four small extensions: a backend
+whose reader reconnects when Redis drops it, a subscriber that marks idle periods (heartbeats), a
+plugin that owns its own bounded Redis client, so thousands of watchers reading snapshots never
+open thousands of connections, and that tells every stream to end when the server is told to stop.
 """
 
 from __future__ import annotations
@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import AsyncGenerator, Iterable
-from types import TracebackType
+import signal
+import threading
+from collections.abc import AsyncGenerator, Callable, Iterable
+from types import FrameType, TracebackType
 from typing import Any, cast
 
 from litestar.channels import ChannelsPlugin, Subscriber
@@ -31,6 +33,9 @@ MAX_RECONNECT_DELAY = 5.0
 """Longest wait between attempts to reach Redis again when the subscriber connection is lost."""
 BACKLOG = 256
 """Events held per slow watcher; older ones are dropped first (each event carries the whole state)."""
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+SignalHandler = Callable[[int, FrameType | None], Any]
 
 
 class ReconnectingPubSubBackend(RedisChannelsPubSubBackend):
@@ -64,6 +69,8 @@ class Watcher(Subscriber):
     """
 
     HEARTBEAT = b""
+    CLOSING = b"\x00closing"
+    """Put in every stream when the server stops: the stream says ``reconnect`` and ends."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -110,6 +117,8 @@ class EventChannels(ChannelsPlugin):
             subscriber_class=Watcher,
         )
         self.redis = redis
+        self.closing = False
+        self._chained: dict[int, tuple[SignalHandler, SignalHandler]] = {}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EventChannels:
@@ -119,7 +128,46 @@ class EventChannels(ChannelsPlugin):
         return cls(Redis.from_pool(pool))
 
     async def watch(self, channels: list[str]) -> Watcher:
-        return cast(Watcher, await self.subscribe(channels))
+        watcher = cast(Watcher, await self.subscribe(channels))
+        if self.closing:
+            watcher.put_nowait(Watcher.CLOSING)
+        return watcher
+
+    def close_streams(self) -> None:
+        """Tell every open stream, and any opened from now on, to end with a ``reconnect`` event."""
+        self.closing = True
+        for watcher in {w for watchers in self._channels.values() for w in watchers}:
+            watcher.put_nowait(Watcher.CLOSING)
+
+    async def __aenter__(self) -> EventChannels:
+        await super().__aenter__()
+        self._chain_stop_signals(asyncio.get_running_loop())
+        return self
+
+    def _chain_stop_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        # uvicorn waits for open connections before its lifespan shutdown runs, so an on_shutdown hook
+        # would come too late: streams must hear of the stop when the server does, from its signal.
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in STOP_SIGNALS:
+            previous = signal.getsignal(sig)
+            if not callable(previous):
+                continue  # no server handles this signal here: it stops the process as it always did
+
+            def stop(signum: int, frame: FrameType | None, previous: SignalHandler = previous) -> None:
+                loop.call_soon_threadsafe(self.close_streams)
+                previous(signum, frame)
+
+            self._chained[sig] = (previous, stop)
+            signal.signal(sig, stop)
+
+    def _unchain_stop_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig, (previous, ours) in self._chained.items():
+            if signal.getsignal(sig) is ours:
+                signal.signal(sig, previous)
+        self._chained.clear()
 
     async def unsubscribe(self, subscriber: Subscriber, channels: str | Iterable[str] | None = None) -> None:
         """Unsubscribe, and forget channels nobody watches (the plugin keeps them forever otherwise)."""
@@ -135,6 +183,7 @@ class EventChannels(ChannelsPlugin):
         exc_val: BaseException | None,
         exc_tb: TracebackType | None,
     ) -> None:
+        self._unchain_stop_signals()
         try:
             await super().__aexit__(exc_type, exc_val, exc_tb)
         finally:

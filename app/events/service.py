@@ -7,6 +7,7 @@ both in the snapshot and delivered live, and the live copy is dropped as not new
 from __future__ import annotations
 
 import functools
+import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth import STREAM_PATH, Principal, stream_token
 from app.errors import NotFound, Unavailable, Unprocessable
-from app.events.fanout import EventChannels
+from app.events.fanout import EventChannels, Watcher
 from app.events.feeds import JOB_TERMINAL, UPLOAD_TERMINAL, BatchFeed, ChannelFeed, Feed, Frame
 from app.events.schemas import StreamLink
 from db.models import Job, SessionState, UploadChunk, UploadSession
@@ -33,6 +34,10 @@ RETRY_MS = 3000
 """How long a browser waits before reconnecting a dropped stream."""
 ROW_CHECK_BEATS = 4
 """An idle stream reads its database rows again every this many heartbeats."""
+RECONNECT_MS = (250, 2000)
+"""When a stopping server ends a stream, the client reconnects after a random wait in this range, so
+thousands of watchers do not all arrive at the next process in the same instant."""
+RECONNECT_DATA = b'{"detail":"this API process is stopping; reconnect (with Last-Event-ID) to continue"}'
 
 
 @dataclass
@@ -52,6 +57,13 @@ def wire(event: str, id_: int, data: bytes) -> bytes:
 
 
 HEARTBEAT = Prepared(wire=ServerSentEventMessage(data=None, comment="heartbeat").encode())
+
+
+def reconnect(last_sent: int) -> ServerSentEventMessage:
+    """The last event of a stream its server ends: the id stays the last one sent, so the client resumes there."""
+    return ServerSentEventMessage(
+        data=RECONNECT_DATA, event="reconnect", id=last_sent, retry=random.randint(*RECONNECT_MS)
+    )
 
 
 def parse_last_event_id(value: str | None) -> int | None:
@@ -203,6 +215,9 @@ class EventService:
             while True:
                 payload = await watcher.next_event()
                 if payload is None:
+                    return
+                if payload == Watcher.CLOSING:
+                    yield reconnect(sent)
                     return
                 if payload == watcher.HEARTBEAT:
                     yield HEARTBEAT

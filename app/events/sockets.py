@@ -1,8 +1,9 @@
 """The event streams over a WebSocket, for clients that already speak it: the same documents and ids.
 
 Each event is one text message, ``{"event": ..., "id": ..., "data": <the SSE data document>}``;
-the socket closes (1000) after the terminal event. Refusals close it with 4000 + the status the
-SSE route would answer (4404 no such stream, 4422 a bad ``last_event_id``), the detail as reason.
+the socket closes (1000) after the terminal event, or (1012) when the server stops: reconnect.
+Refusals close it with 4000 + the status the SSE route would answer (4404 no such stream, 4422 a
+bad ``last_event_id``), the detail as reason.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from app.events.service import HEARTBEAT, Stream
 
 MAX_REASON_BYTES = 123
 """What a close frame's reason may hold."""
+SERVICE_RESTART = 1012
+"""The close code of a socket whose server is stopping (the stream's ``reconnect`` event)."""
 
 
 def message(event: str, id_: int, data: bytes) -> bytes:
@@ -44,6 +47,9 @@ async def serve(socket: WebSocket, opening: Awaitable[Stream | None]) -> None:
             async for item in stream:
                 if item is HEARTBEAT:
                     continue  # the server's WebSocket pings keep the connection alive
+                if item.event == "reconnect":
+                    await socket.close(code=SERVICE_RESTART, reason="this API process is stopping; reconnect")
+                    return
                 data = item.data if isinstance(item.data, bytes) else str(item.data).encode()
                 await socket.send_data(message(str(item.event), int(item.id or 0), data), mode="text")
         except WebSocketDisconnect:

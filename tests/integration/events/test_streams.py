@@ -307,8 +307,9 @@ async def _none_subscribed(redis: Redis, channels: list[str]) -> bool:
     return all([await subscribers(redis, c) == 0 for c in channels])
 
 
-async def test_shutdown_ends_open_streams_after_the_grace(key: str, resources: Resources) -> None:
-    """An open stream does not hold a stopping API forever: it is cut after SLUICE_SHUTDOWN_GRACE."""
+async def test_shutdown_ends_open_streams_with_a_reconnect_event(key: str, resources: Resources) -> None:
+    """An open stream does not hold a stopping API: it ends at once, telling the client to reconnect
+    (tests/integration/proxy/test_shutdown.py follows the client to another process)."""
     server = ApiServer(resources.settings.replace(shutdown_grace=0.5))
     job = await insert_job(resources, await owner_of(resources, key))
     try:
@@ -322,8 +323,7 @@ async def test_shutdown_ends_open_streams_after_the_grace(key: str, resources: R
             server.process.terminate()
             await asyncio.to_thread(server.process.wait, 8)
             assert asyncio.get_running_loop().time() - started < 5
-            with pytest.raises(httpx.HTTPError):
-                await stream.rest()
+            assert [event.event for event in await stream.rest()] == ["reconnect"]
     finally:
         server.stop()
 
