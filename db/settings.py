@@ -170,6 +170,9 @@ class Settings:
     upload_rate_limit: str = ""
     """Requests one API key may make to the upload byte routes (PUT /api/v1/files, POST /api/v1/files,
     chunk PUT, tus POST and PATCH), e.g. ``6000/minute``; unset: no limit."""
+    scanner: str = ""
+    """ClamAV daemon that scans every stored file before it is served or processed: ``clamd://host:3310``
+    or ``clamd:///run/clamav/clamd.ctl`` (a unix socket); unset: no scanning. Set it on the API and the workers."""
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
@@ -197,6 +200,10 @@ class Settings:
             raise ValueError("SLUICE_SECRET_KEY must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         if self.upload_stall_timeout < 1:
             raise ValueError("SLUICE_UPLOAD_STALL_TIMEOUT must be at least 1 second")
+        if self.scanner and not (self.scanner.startswith("clamd://") and len(self.scanner) > len("clamd://")):
+            raise ValueError(
+                f"SLUICE_SCANNER={self.scanner!r} is not a clamd address; write clamd://host:3310 or clamd:///path/to/clamd.sock"
+            )
         for name in ("quota_bytes", "quota_files", "quota_sessions", "quota_jobs"):
             parse_size(getattr(self, name), f"SLUICE_{name.upper()}")
         for name in ("rate_limit", "upload_rate_limit"):

@@ -15,12 +15,21 @@ import msgspec
 PROCESS_QUEUE = "process"
 PROCESS_FILE_ACTOR = "process_file"
 MAINTENANCE_QUEUE = "maintenance"
+SCAN_QUEUE = "scan"
+SCAN_FILE_ACTOR = "scan_file"
 
 
 def process_file_message(job_id: uuid.UUID) -> dramatiq.Message[None]:
     """The message that asks a worker to run one job; it carries the id, never the data."""
     return dramatiq.Message(
         queue_name=PROCESS_QUEUE, actor_name=PROCESS_FILE_ACTOR, args=(str(job_id),), kwargs={}, options={}
+    )
+
+
+def scan_file_message(file_id: uuid.UUID) -> dramatiq.Message[None]:
+    """The message that asks a worker to scan one stored file for malware (``SLUICE_SCANNER``)."""
+    return dramatiq.Message(
+        queue_name=SCAN_QUEUE, actor_name=SCAN_FILE_ACTOR, args=(str(file_id),), kwargs={}, options={}
     )
 
 

@@ -179,6 +179,10 @@ async def _start(c: Clients, job_id: uuid.UUID) -> JobRun | None:
         if job is None or job.state in TERMINAL_JOB_STATES:
             return None
         file = await session.get(File, job.file_id)
+        if file is not None and file.status == FileStatus.scanning and not job.cancel_requested:
+            # Not started, nor an attempt counted: the scan stage sends this job again once the file is clean.
+            log.info("job waits for its file's malware scan", extra={"job_id": str(job_id), "file_id": str(file.id)})
+            return None
         options = msgspec.convert(job.options, JobOptions)
         now = datetime.now(UTC)
         started_at = job.started_at or now
@@ -201,6 +205,8 @@ async def _start(c: Clients, job_id: uuid.UUID) -> JobRun | None:
         ending: tuple[JobState, str | None] | None = None
         if job.cancel_requested:
             ending = (JobState.cancelled, None)
+        elif file is not None and file.status == FileStatus.quarantined:
+            ending = (JobState.failed, file.error)
         elif file is None or file.status != FileStatus.stored:
             ending = (JobState.failed, f"file {job.file_id} is no longer stored")
         elif job.attempts >= options.max_retries:

@@ -93,7 +93,7 @@ class FileController(Controller):
         "/{file_id:uuid}/content",
         operation_id="getFileContent",
         summary="Stream the stored bytes back",
-        responses=errors(404, 410, 503),
+        responses=errors(404, 409, 410, 503),
     )
     async def get_content(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> Stream:
         file, chunks = await files.open_content(principal, file_id)

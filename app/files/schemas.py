@@ -34,6 +34,10 @@ class FileRecord(msgspec.Struct):
     rows_rejected: int | None = None
     dataset_table: str | None = None
     """``schema.table`` holding the rows, once the job completed."""
+    scan_signature: str | None = None
+    """What the malware scanner found in a ``quarantined`` file (``SLUICE_SCANNER``)."""
+    scanned_at: datetime | None = None
+    """When the scanner's verdict came; null while ``scanning``, or when no scanner looked at the file."""
     estimated_processing_s: float | None = None
     """A stored CSV/TSV/XLSX file not processed yet (no job, or its job pending): seconds processing
     should take (app/jobs/estimate.py); null once its job runs (the job's ``eta_s`` takes over)."""
@@ -61,6 +65,8 @@ class FileRecord(msgspec.Struct):
             rows_ok=job.rows_ok if job is not None else None,
             rows_rejected=job.rows_rejected if job is not None else None,
             dataset_table=job.dataset_table if job is not None else None,
+            scan_signature=file.scan_signature,
+            scanned_at=file.scanned_at,
             estimated_processing_s=estimate,
         )
 

@@ -174,9 +174,10 @@ class FileService:
         file.s3_upload_id = None
         job = self.jobs.add_for_file(file, self.batch_id) if self.jobs is not None else None
         await self.session.commit()
-        if job is not None and self.jobs is not None:
+        if job is not None:
             self.created_jobs[file.id] = job
-            await self.jobs.send([job])
+        if self.jobs is not None:
+            await self.jobs.send([job] if job is not None else [])
         log.info(
             "file stored",
             extra={
@@ -240,6 +241,10 @@ class FileService:
         file = await self.get(owner, file_id)
         if file.status == FileStatus.deleted:
             raise Gone(f"file {file_id} was deleted")
+        if file.status == FileStatus.quarantined:
+            raise Conflict(f"file {file_id} is quarantined: the malware scanner found {file.scan_signature}; its content is never served")
+        if file.status == FileStatus.scanning:
+            raise Conflict(f"file {file_id} is being scanned for malware; its content is served once it is found clean")
         if file.status != FileStatus.stored:
             raise NotFound(f"file {file_id} has no content: it is {file.status}")
         try:
@@ -259,7 +264,7 @@ class FileService:
             return
         if self.jobs is not None:
             await self.jobs.forget_file(file)
-        has_object = file.status == FileStatus.stored
+        has_object = file.status in (FileStatus.stored, FileStatus.scanning, FileStatus.quarantined)
         file.status = FileStatus.deleted
         file.deleted_at = datetime.now(UTC)
         file.purge_pending = has_object

@@ -25,7 +25,7 @@ from db.models import TERMINAL_JOB_STATES, File, FileKind, FileStatus, Job, JobR
 from db.settings import Settings
 from db.migrate import DROP_DATASET
 from db.sql import column_name_problem, quote_ident
-from workers.contracts import ColumnMapping, JobEvent, JobOptions, job_channel, process_file_message
+from workers.contracts import ColumnMapping, JobEvent, JobOptions, job_channel, process_file_message, scan_file_message
 from workers.progress import publish
 
 log = logging.getLogger("sluice.jobs")
@@ -100,13 +100,20 @@ class JobService:
         self.settings = settings
         self.broker = broker
         self.redis = redis
+        self.to_scan: list[uuid.UUID] = []
+        """Files this request stored that wait for the malware scanner; ``send`` asks a worker to scan them."""
 
     def add_for_file(self, file: File, batch_id: uuid.UUID | None = None) -> Job | None:
         """The automatic job of a file about to be committed as stored, in the same transaction.
 
-        Files of one multi-file request share ``batch_id``, so the request can be followed as one batch.
+        With a scanner (``SLUICE_SCANNER``) the file is committed as ``scanning`` instead: its job
+        waits, pending, until the scan finds the file clean. Files of one multi-file request share
+        ``batch_id``, so the request can be followed as one batch.
         """
-        if not file.process or file.kind not in PROCESSABLE or file.status != FileStatus.stored:
+        if self.settings.scanner and file.status == FileStatus.stored:
+            file.status = FileStatus.scanning
+            self.to_scan.append(file.id)
+        if not file.process or file.kind not in PROCESSABLE or file.status not in (FileStatus.stored, FileStatus.scanning):
             return None
         return self._new_job(file, batch_id or uuid.uuid4(), resolve_options(JobOptionsIn(), self.settings))
 
@@ -124,6 +131,10 @@ class JobService:
         if missing:
             raise NotFound(f"no file {', '.join(missing)}")
         for file in files.values():
+            if file.status == FileStatus.quarantined:
+                raise Conflict(f"file {file.id} is quarantined: the malware scanner found {file.scan_signature}; it is never processed")
+            if file.status == FileStatus.scanning:
+                raise Conflict(f"file {file.id} is being scanned for malware; process it once it is stored")
             if file.status != FileStatus.stored:
                 raise Conflict(f"file {file.id} is {file.status}; only stored files can be processed")
             if file.kind not in PROCESSABLE:
@@ -172,8 +183,19 @@ class JobService:
 
     async def send(self, jobs: Sequence[Job]) -> None:
         """Send each job's message; a job whose message could not be sent says so, and the
-        workers' periodic ``resend_pending_jobs`` sends it again."""
+        workers' periodic ``resend_pending_jobs`` sends it again. Files waiting for the scanner get
+        a scan message instead (a lost one is sent again by ``rescan_waiting_files``); the scan
+        sends their jobs once they are clean."""
+        scanning, self.to_scan = self.to_scan, []
+        for file_id in scanning:
+            try:
+                await to_thread.run_sync(self.broker.enqueue, scan_file_message(file_id))
+            except Exception as exc:  # noqa: BLE001 - the file waits in scanning; the workers' sweep sends it
+                log.warning("could not enqueue scan", extra={"file_id": str(file_id), "error": str(exc)})
         for job in jobs:
+            if job.file_id in scanning:
+                job.enqueued_at = datetime.now(UTC)
+                continue
             try:
                 await to_thread.run_sync(self.broker.enqueue, process_file_message(job.id))
             except Exception as exc:  # noqa: BLE001 - any broker failure leaves the job pending, with a reason

@@ -328,8 +328,7 @@ class UploadService:
         # The file, the completed session and its job are committed together.
         job = self.jobs.add_for_file(file)
         await self.session.commit()
-        if job is not None:
-            await self.jobs.send([job])
+        await self.jobs.send([job] if job is not None else [])
         log.info(
             "chunked upload completed",
             extra={

@@ -13,6 +13,10 @@ from db.models.base import Base, Timestamps, new_id
 class FileStatus(enum.StrEnum):
     receiving = "receiving"
     stored = "stored"
+    scanning = "scanning"
+    """Stored, waiting for the malware scanner's verdict (``SLUICE_SCANNER``): neither served nor processed."""
+    quarantined = "quarantined"
+    """The scanner found malware (``scan_signature``): never served nor processed; only deleting it is allowed."""
     failed = "failed"
     deleted = "deleted"
 
@@ -37,6 +41,7 @@ class File(Timestamps, Base):
             postgresql_where=text("s3_upload_id IS NOT NULL AND status <> 'receiving'"),
         ),
         Index("ix_files_purge_pending", "updated_at", postgresql_where=text("purge_pending")),
+        Index("ix_files_scanning", "updated_at", postgresql_where=text("status = 'scanning'")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -65,3 +70,7 @@ class File(Timestamps, Base):
     """The multipart upload the body streams into, until it is completed or released."""
     purge_pending: Mapped[bool] = mapped_column(default=False, server_default=text("false"))
     """Deleted, but its object could not be removed yet (object store down)."""
+    scan_signature: Mapped[str | None] = mapped_column(Text)
+    """The malware the scanner found in a ``quarantined`` file, as clamd names it."""
+    scanned_at: Mapped[datetime | None]
+    """When the scanner gave its verdict (clean or infected); null when no scanner looked at the file."""
