@@ -20,6 +20,7 @@ PERIODIC: dict[str, int] = {
     "expire_upload_sessions": 300,
     "sweep_stalled_uploads": 60,
     "abort_orphan_uploads": 3600,
+    "roll_up_metrics": 300,
     "rescan_waiting_files": 60,
 }
 """Actor name (on the maintenance queue) → seconds between runs. Add an entry to schedule an actor."""

@@ -37,3 +37,4 @@ if settings.worker_metrics_port:
 
 import workers.actors  # noqa: E402,F401 - registers the actors on the broker set up above
 import workers.maintenance  # noqa: E402,F401 - the upload upkeep actors, same broker
+import workers.rollup  # noqa: E402,F401 - the dashboard's hourly rollup, same broker

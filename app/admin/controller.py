@@ -7,13 +7,15 @@ from typing import Annotated, Any
 
 from litestar import Controller, get, post
 from litestar.connection import ASGIConnection
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.exceptions import PermissionDeniedException
 from litestar.handlers import BaseRouteHandler
 from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.admin.schemas import ActiveUploadPage, OwnerStoragePage, Stats
+from app.admin.metrics import RANGE_PATTERN, MetricsService
+from app.admin.schemas import ActiveUploadPage, Metrics, OwnerStoragePage, Stats
 from app.admin.service import AdminService
 from app.auth import Principal
 from app.jobs.controller import provide_job_service
@@ -38,12 +40,17 @@ def provide_admin_service(db_session: AsyncSession, store: ObjectStore) -> Admin
     return AdminService(db_session, store)
 
 
+def provide_metrics_service(db_session: AsyncSession, state: State) -> MetricsService:
+    return MetricsService(db_session, state.resources)
+
+
 class AdminController(Controller):
     path = "/api/v1/admin"
     tags = ["admin"]
     guards = [admin_only]
     dependencies = {
         "admin": Provide(provide_admin_service, sync_to_thread=False),
+        "dashboard": Provide(provide_metrics_service, sync_to_thread=False),
         "jobs": Provide(provide_job_service, sync_to_thread=False),
         "uploads": Provide(provide_upload_service, sync_to_thread=False),
         "tus": Provide(provide_tus_service, sync_to_thread=False),
@@ -57,6 +64,22 @@ class AdminController(Controller):
     )
     async def stats(self, admin: AdminService) -> Stats:
         return await admin.stats()
+
+    @get(
+        "/metrics",
+        operation_id="adminMetrics",
+        summary="The operations dashboard: cards, an hourly series over the range, health of each dependency",
+        responses=errors(403, 422, 503),
+    )
+    async def metrics(
+        self,
+        dashboard: MetricsService,
+        range: Annotated[  # noqa: A002 - the contract's name for it
+            str,
+            Parameter(pattern=RANGE_PATTERN, description="How far back the series and the range's cards go: 24h, 7d or 30d"),
+        ] = "24h",
+    ) -> Metrics:
+        return await dashboard.metrics(range)
 
     @get(
         "/uploads",

@@ -68,3 +68,54 @@ class OwnerStoragePage(msgspec.Struct):
     total: int
     offset: int
     limit: int
+
+
+class MetricsCards(msgspec.Struct):
+    """The dashboard's cards. Today is the current UTC day; rates and rows cover the chosen range."""
+
+    files_today: int
+    bytes_today: int
+    upload_success_rate: float | None
+    """Stored uploads / (stored + failed) over the range; null when there were none."""
+    median_upload_mib_s: float | None
+    """Median of each stored file's size / upload duration over the range; null when there were none."""
+    rows_ingested: int
+    jobs_by_state: dict[str, int]
+    """Jobs now in each state (finished jobs count until they are purged)."""
+    queue_depth: int
+    """Processing messages waiting in the Dramatiq queue (0 while Redis does not answer)."""
+    live_sessions: int
+    """Chunked and tus uploads still receiving."""
+    incomplete_multipart_uploads: int
+    """In the bucket (0 while the object store does not answer: see ``health.storage``)."""
+
+
+class MetricsPoint(msgspec.Struct):
+    """One hour (UTC) of the series; the hour starts at ``hour``."""
+
+    hour: datetime
+    uploads: int
+    bytes: int
+    rows: int
+    upload_failures: int
+    job_failures: int
+    rows_rejected: int
+    jobs_completed: int
+
+
+class MetricsHealth(msgspec.Struct):
+    """Each dependency: ``ok`` or a short reason (the same checks as ``/ready``)."""
+
+    postgres: str
+    redis: str
+    storage: str
+    workers: str
+
+
+class Metrics(msgspec.Struct):
+    range: str
+    bucket_seconds: int
+    cards: MetricsCards
+    series: list[MetricsPoint]
+    """Every hour of the range, oldest first, the current hour last (empty hours are zeros)."""
+    health: MetricsHealth

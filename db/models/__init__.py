@@ -4,6 +4,7 @@ from db.models.base import Base
 from db.models.files import File, FileKind, FileStatus
 from db.models.jobs import TERMINAL_JOB_STATES, Job, JobReject, JobState, JobWindow
 from db.models.keys import ApiKey
+from db.models.metrics import HourlyMetrics
 from db.models.quotas import OwnerQuota
 from db.models.uploads import SessionState, UploadChunk, UploadSession
 
@@ -14,6 +15,7 @@ __all__ = [
     "File",
     "FileKind",
     "FileStatus",
+    "HourlyMetrics",
     "Job",
     "JobReject",
     "JobState",

@@ -1,4 +1,4 @@
-"""an hourly rollup of uploads and jobs for the operations dashboard (filled in by the web work)
+"""an hourly rollup of uploads and jobs for the operations dashboard
 
 Revision ID: 0008
 Revises: 0007
@@ -18,8 +18,19 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    op.create_table('hourly_metrics',
+    sa.Column('hour', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('uploads', sa.Integer(), nullable=False),
+    sa.Column('bytes', sa.BigInteger(), nullable=False),
+    sa.Column('upload_failures', sa.Integer(), nullable=False),
+    sa.Column('rows', sa.BigInteger(), nullable=False),
+    sa.Column('rows_rejected', sa.BigInteger(), nullable=False),
+    sa.Column('jobs_completed', sa.Integer(), nullable=False),
+    sa.Column('job_failures', sa.Integer(), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.PrimaryKeyConstraint('hour', name=op.f('pk_hourly_metrics'))
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table('hourly_metrics')
