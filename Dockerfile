@@ -1,5 +1,14 @@
 # syntax=docker/dockerfile:1
 # The one image for every Sluice process: `sluice serve`, `sluice worker`, `sluice migrate`.
+
+# The web app (web/), built with Node; only its static files go into the image.
+FROM node:20-slim AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY web/ ./
+RUN npm run build
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,6 +32,8 @@ COPY workers ./workers
 COPY db ./db
 COPY alembic.ini ./
 RUN pip install --no-deps . && rm -rf build *.egg-info
+# Served at / by `sluice serve` (SLUICE_WEB_DIST is relative to this working directory).
+COPY --from=web /web/dist ./web/dist
 
 RUN useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent sluice
 USER sluice

@@ -418,3 +418,63 @@ ensure_s3() {
     fi
 }
 _s3_live() { [[ "$(http_status "$1")" == 200 ]]; }
+
+# ---------------------------------------------------------------------------------------------
+# The web app (web/): `npm ci && npm run build` into web/dist, which `sluice serve` serves at /.
+# Built again only when its sources changed: a hash of package-lock.json, src/, public/ and the
+# config files is kept in web/dist/.sluice-build (and `npm ci` runs only when the lock file
+# changed since the last install). A build that fails leaves a warning, not a failed command: the API still runs (it
+# serves the previous build, or a hint at /), and the same sources are not tried again until they
+# change. SLUICE_WEB_BUILD=0 skips all of it. One build at a time (a lock in the data dir).
+_web_hash() {  # _web_hash WEB PATH... — one hash over the names and contents of the files there
+    local web=$1 path present=()
+    shift
+    for path in "$@"; do [[ -e "$web/$path" ]] && present+=("$path"); done
+    (cd "$web" && find "${present[@]}" -type f ! -name '*.test.*' -print0 | LC_ALL=C sort -z | xargs -0 -r sha256sum) \
+        | sha256sum | cut -d' ' -f1
+}
+
+ensure_web_build() {
+    local web="$SLUICE_ROOT/web" log="$LOG_DIR/web-build.log" want stamp
+    if [[ "${SLUICE_WEB_BUILD:-1}" == 0 ]]; then
+        say "web app: not built (SLUICE_WEB_BUILD=0)"
+        return 0
+    fi
+    if [[ ! -f "$web/package.json" ]]; then
+        say "web app: web/ has no package.json yet; not built (the API answers / with a hint)"
+        return 0
+    fi
+    if ! command -v npm >/dev/null; then
+        warn "web app: npm is not installed, so web/ is not built (the API answers / with a hint); install Node.js 20+ and npm"
+        return 0
+    fi
+    exec {WEB_LOCK}>"$SLUICE_DATA_DIR/web-build.lock"
+    flock "$WEB_LOCK"
+    want=$(_web_hash "$web" package.json package-lock.json index.html src public \
+        vite.config.ts vite.config.js tsconfig.json tsconfig.app.json tsconfig.node.json)
+    stamp="$web/dist/.sluice-build"
+    if [[ -f "$web/dist/index.html" && -f "$stamp" && "$(<"$stamp")" == "$want" ]]; then
+        say "web app: web/dist is up to date"
+    elif [[ -f "$SLUICE_DATA_DIR/web-build.failed" && "$(<"$SLUICE_DATA_DIR/web-build.failed")" == "$want" ]]; then
+        warn "web app: the last build of these sources failed (see $log); not trying again until web/ changes"
+    else
+        # npm rewrites node_modules/.package-lock.json on every install: older than the lock file
+        # means the lock file changed since.
+        if [[ ! -f "$web/node_modules/.package-lock.json" || "$web/package-lock.json" -nt "$web/node_modules/.package-lock.json" ]]; then
+            say "web app: installing its npm packages (npm ci; log: $log)"
+            (cd "$web" && npm ci --no-audit --no-fund) >>"$log" 2>&1 || warn "web app: npm ci failed (see $log)"
+        fi
+        say "web app: building web/dist (npm run build; log: $log)"
+        if (cd "$web" && npm run build) >>"$log" 2>&1 && [[ -f "$web/dist/index.html" ]]; then
+            printf '%s\n' "$want" >"$stamp"
+            rm -f "$SLUICE_DATA_DIR/web-build.failed"
+            say "web app: built ($(du -sh "$web/dist" | cut -f1) in web/dist)"
+        else
+            printf '%s\n' "$want" >"$SLUICE_DATA_DIR/web-build.failed"
+            tail -n 20 "$log" >&2
+            warn "web app: the build failed (see $log); the API serves the previous build, or a hint at /"
+        fi
+    fi
+    flock -u "$WEB_LOCK"
+    exec {WEB_LOCK}>&-
+}
