@@ -33,6 +33,7 @@ from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
 from app.jobs.estimate import file_estimates
 from app.quotas.service import QuotaService
 from db.models import File, FileKind, FileStatus, Job
+from db.models.files import HOLDS_OBJECT
 from db.settings import Settings
 from db.storage import ObjectMissing, ObjectStore, StorageError
 
@@ -264,7 +265,7 @@ class FileService:
             return
         if self.jobs is not None:
             await self.jobs.forget_file(file)
-        has_object = file.status in (FileStatus.stored, FileStatus.scanning, FileStatus.quarantined)
+        has_object = file.status in HOLDS_OBJECT
         file.status = FileStatus.deleted
         file.deleted_at = datetime.now(UTC)
         file.purge_pending = has_object

@@ -21,6 +21,10 @@ class FileStatus(enum.StrEnum):
     deleted = "deleted"
 
 
+HOLDS_OBJECT = frozenset({FileStatus.stored, FileStatus.scanning, FileStatus.quarantined})
+"""States whose bytes are whole in the bucket: what a delete removes and what the owner's storage counts."""
+
+
 class FileKind(enum.StrEnum):
     csv = "csv"
     tsv = "tsv"

@@ -174,3 +174,20 @@ async def test_a_chunked_upload_not_to_be_processed_is_scanned_too(
     assert record["scan_signature"].startswith(SIGNATURE), record
     content = await scan_client.get(f"/api/v1/files/{record['id']}/content")
     assert content.status_code == 409, content.text
+
+
+async def test_each_file_of_a_batch_gets_its_own_verdict(scan_client: httpx.AsyncClient, scanner: ClamdServer) -> None:
+    files = [("file", ("bad.csv", EICAR, "text/csv")), ("file", ("good.csv", CLEAN, "text/csv"))]
+    response = await scan_client.post("/api/v1/files", files=files)
+    assert response.status_code == 201, response.text
+    stored = {r["filename"]: r["file"] for r in response.json()["results"]}
+    assert {f["status"] for f in stored.values()} == {"scanning"}, stored
+
+    bad = await wait_file(scan_client, stored["bad.csv"]["id"], "quarantined")
+    assert bad["scan_signature"].startswith(SIGNATURE), bad
+    good = await wait_job(scan_client, stored["good.csv"]["job_id"])
+    assert good["state"] == "completed" and good["rows_ok"] == 3, good
+    failed = await wait_job(scan_client, stored["bad.csv"]["job_id"])
+    assert failed["state"] == "failed" and SIGNATURE in failed["error"], failed
+    batch = (await scan_client.get(f"/api/v1/batches/{failed['batch_id']}")).json()
+    assert batch["state"] == "failed", batch
