@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +11,7 @@ from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
-from litestar.plugins.prometheus import PrometheusConfig, PrometheusController
+from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ASGIApp
 
 from app.admin.controller import AdminController
@@ -29,6 +30,7 @@ from app.idle import idle_body_timeout
 from app.jobs.controller import JobController
 from app.keys.controller import KeyController
 from app.logs import configure_logging
+from app.metrics import metrics, metrics_lifespan, observe_refusals
 from app.me.controller import me
 from app.ops.controller import OpsController
 from app.quotas.controller import QuotaController
@@ -51,11 +53,6 @@ TUS_RESPONSE_HEADERS = [
 PUBLIC_PATHS = ["^/health$", "^/ready$", "^/metrics$", "^/schema"]
 
 
-class MetricsController(PrometheusController):
-    path = "/metrics"
-    include_in_schema = False
-
-
 def create_app(settings: Settings, resources: Resources | None = None) -> Litestar:
     """Build the app; resources passed in are used as they are and left open for their owner."""
 
@@ -75,9 +72,9 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
     prometheus = PrometheusConfig(app_name="sluice", prefix="sluice", group_path=True, exclude=PUBLIC_PATHS)
     limits, stores = rate_limits(settings, PUBLIC_PATHS)
     return Litestar(
-        route_handlers=[OpsController, MetricsController, FileController, upload_batch, UploadController, TusController, JobController, BatchController, DatasetController, EventController, AdminController, KeyController, QuotaController, me],
+        route_handlers=[OpsController, *([] if settings.metrics_port else [metrics]), FileController, upload_batch, UploadController, TusController, JobController, BatchController, DatasetController, EventController, AdminController, KeyController, QuotaController, me],
         plugins=[EventChannels.from_settings(settings)],
-        lifespan=[lifespan],
+        lifespan=[lifespan, functools.partial(metrics_lifespan, settings=settings)],
         middleware=[
             prometheus.middleware,
             DefineMiddleware(BearerAuthMiddleware, exclude=PUBLIC_PATHS, exclude_from_auth_key="exclude_from_auth"),
@@ -117,4 +114,4 @@ def app_from_env() -> ASGIApp:
 
     Litestar middleware runs after routing, so the filename fix-up wraps the whole app.
     """
-    return filename_segment_middleware(create_app(Settings.from_env()))
+    return filename_segment_middleware(observe_refusals(create_app(Settings.from_env())))

@@ -49,7 +49,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _worker(args: argparse.Namespace, _: Settings) -> int:
-    argv = [sys.executable, "-m", "dramatiq", "workers.worker", "--processes", str(args.processes)]
+    argv = [sys.executable, "-m", "workers.main", "workers.worker", "--processes", str(args.processes)]
     argv += ["--threads", str(args.threads)]
     # Dramatiq reads these at import. Jobs run long, so a process takes no more messages than it
     # has threads (a queued job never waits behind another process's jobs while a thread idles

@@ -137,7 +137,13 @@ class Settings:
     worker_heartbeat_timeout: int = 60
     """Seconds without a heartbeat after which a worker counts as dead and its unfinished messages are redelivered."""
     worker_metrics_port: int = 9191
-    """Port of the workers' Prometheus exposition server; 0 turns it off."""
+    """Port of the workers' Prometheus exposition server; 0 turns it off. Each ``sluice worker`` on a host needs its own."""
+    metrics_host: str = "0.0.0.0"
+    """Address the workers' metrics server, and the API's when ``metrics_port`` is set, listen on."""
+    metrics_port: int = 0
+    """Serve the API's ``/metrics`` on this port of its own instead of the API port; 0: on the API port."""
+    metrics_token: str = ""
+    """Bearer token that ``/metrics`` (API and workers) asks for; empty: open to whoever reaches it."""
     heartbeat: float = 15.0
     """Seconds between SSE comment heartbeats."""
     shutdown_grace: float = 30.0

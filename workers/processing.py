@@ -35,6 +35,7 @@ from db.sql import qualified
 from db.storage import ObjectMissing, StorageError
 from workers.contracts import JobEvent, JobOptions, dataset_table, job_channel, process_file_message
 from workers.csv_child import CsvChild
+from workers.metrics import job_ended, job_started
 from workers.middleware import Clients
 from workers.parsers.types import ParseError, Table
 from workers.plan import Malformed, plan_columns
@@ -224,6 +225,7 @@ async def _start(c: Clients, job_id: uuid.UUID) -> JobRun | None:
         await _finish(c, run, ending[0], ending[1])
         return None
     await _publish(c, run, run.event("state", JobState.processing, progress=run.progress().progress))
+    job_started(run)
     return run
 
 
@@ -263,10 +265,7 @@ async def _process(c: Clients, run: JobRun) -> None:
     run.rows_ok, run.rows_rejected, run.bytes_read = totals
     event = run.event("completed", JobState.completed, progress=100.0, rate=run.progress().rate, eta_s=0.0)
     await _publish(c, run, msgspec.structs.replace(event, dataset_table=f"{sink.schema}.{sink.table}"))
-    log.info(
-        "job completed",
-        extra={"job_id": str(run.job_id), "rows_ok": run.rows_ok, "rows_rejected": run.rows_rejected},
-    )
+    job_ended(run, str(JobState.completed), None)
 
 
 async def _record_decimal_columns(c: Clients, run: JobRun, table: Table, columns: list[DatasetColumn]) -> None:
@@ -438,7 +437,7 @@ async def _finish(c: Clients, run: JobRun, state: JobState, reason: str | None) 
         return
     run.rows_ok, run.rows_rejected, run.bytes_read = totals["rows_ok"], totals["rows_rejected"], totals["bytes_read"]
     await _publish(c, run, run.event(str(state), state, error=reason, progress=run.progress().progress))
-    log.info("job ended", extra={"job_id": str(run.job_id), "state": str(state), "reason": reason})
+    job_ended(run, str(state), reason)
 
 
 async def _note(c: Clients, run: JobRun, message: str) -> None:

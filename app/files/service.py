@@ -31,6 +31,7 @@ from app.files.detect import (
 from app.files.naming import original_name, sanitize_filename
 from app.files.writer import ChecksumMismatch, PartWriter, TooLarge
 from app.jobs.estimate import file_estimates
+from app.metrics import record_upload
 from app.quotas.service import QuotaService
 from db.models import File, FileKind, FileStatus, Job
 from db.models.files import HOLDS_OBJECT
@@ -190,6 +191,7 @@ class FileService:
                 "mib_s": round(file.size / 1048576 / elapsed, 1) if elapsed else None,
             },
         )
+        record_upload(self._route, str(file.kind), "stored", file.size, elapsed, received=file.size)
         return file
 
     async def _fail(self, file: File, size: int, reason: str, owed: str | None) -> None:
@@ -204,6 +206,11 @@ class FileService:
         file.s3_upload_id = owed
         await self.session.commit()
         log.warning("upload failed", extra={"file_id": str(file.id), "size": size, "reason": reason})
+        record_upload(self._route, str(file.kind), "failed", received=size)
+
+    @property
+    def _route(self) -> str:
+        return "batch" if self.batch_id is not None else "single"
 
     async def get(self, owner: Principal, file_id: uuid.UUID) -> File:
         file = await self.session.scalar(select(File).where(File.id == file_id, File.owner_id == owner.owner_id))

@@ -31,6 +31,7 @@ from app.files.detect import ACCEPTED, CONTENT_TYPES, GZIP_MAGIC, HEAD_BYTES, TA
 from app.files.naming import original_name, sanitize_filename
 from app.files.service import check_sha256, storage_key
 from app.jobs.service import JobService
+from app.metrics import record_bytes, record_upload
 from app.quotas.service import QuotaService
 from app.uploads.schemas import ChunkRecord, CompletedUpload, SessionIn, SessionRecord
 from db.models import File, FileKind, FileStatus, Job, SessionState, UploadChunk, UploadSession
@@ -218,6 +219,7 @@ class UploadService:
         await self.session.commit()
         # SUM over BIGINT is NUMERIC in PostgreSQL.
         await self._publish(upload, "chunk", received=received, bytes_received=int(bytes_received))
+        record_bytes("chunked", expected)
         return ChunkRecord(index=index, size=expected, sha256=digest, received=received, total_chunks=upload.total_chunks)
 
     async def _receive_chunk(
@@ -338,6 +340,7 @@ class UploadService:
                 "assembly_ms": round((datetime.now(UTC) - started).total_seconds() * 1000),
             },
         )
+        record_upload(_route(upload), str(file.kind), "stored", file.size, (file.duration_ms or 0) / 1000)
         job_id = job.id if job is not None else None
         await self._publish(upload, "completed", file_id=file.id, job_id=job_id)
         return CompletedUpload.of_upload(file, upload.id, job_id)
@@ -377,6 +380,7 @@ class UploadService:
         await self.session.commit()
         await self.session.refresh(upload)
         log.info("upload session closed", extra={"upload_id": str(upload.id), "state": str(state), "reason": reason})
+        record_upload(_route(upload), str(upload.kind or FileKind.other), str(state))
         await self._publish(upload, str(state), error=reason)
 
     async def _completed(self, upload: UploadSession) -> CompletedUpload:
@@ -516,6 +520,10 @@ async def _read_exactly(body: AsyncIterator[bytes], buffer: PartBuffer, index: i
         await buffer.fill(memoryview(data))
     if buffer.length != expected:
         raise Unprocessable(f"chunk {index} must be exactly {expected} bytes; {buffer.length} arrived")
+
+
+def _route(upload: UploadSession) -> str:
+    return "tus" if upload.protocol == "tus" else "chunked"
 
 
 def _round_up(value: int, step: int) -> int:

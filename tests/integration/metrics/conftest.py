@@ -1,0 +1,94 @@
+"""A private stack for the metrics tests: an API whose log is kept, and workers with metrics ports."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.resources import Resources
+from db.settings import Settings
+from tests.integration.jobs.conftest import Worker, worker_settings
+from tests.support.servers import REPO, free_port, settings_env, wait_for
+
+TOKEN = "metrics-token-" + uuid.uuid4().hex
+
+
+class LoggedApi:
+    """``sluice serve`` with its log in a file, so tests can read what it said."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = Path(tempfile.mkstemp(prefix="sluice-api-", suffix=".log")[1])
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
+                env=settings_env(settings),
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for(f"{self.url}/health", process=self.process)
+        except BaseException:
+            self.stop()
+            raise
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self.log.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def metrics_settings(resources: Resources) -> Settings:
+    """Settings of a stack of its own (Redis namespace included), logging at INFO, metrics behind a token."""
+    base = worker_settings(resources.settings, f"{resources.settings.redis_prefix}-m{uuid.uuid4().hex[:8]}")
+    return base.replace(log_level="INFO", metrics_token=TOKEN, metrics_host="127.0.0.1")
+
+
+@pytest.fixture
+def start_api() -> Iterator[Callable[..., LoggedApi]]:
+    started: list[LoggedApi] = []
+
+    def start(settings: Settings) -> LoggedApi:
+        started.append(LoggedApi(settings))
+        return started[-1]
+
+    yield start
+    for api in started:
+        api.stop()
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., tuple[Worker, int]]]:
+    """A ``sluice worker`` with a metrics port of its own; returns it and the port."""
+    started: list[Worker] = []
+
+    def start(settings: Settings, **overrides: object) -> tuple[Worker, int]:
+        port = free_port()
+        started.append(Worker(settings.replace(worker_metrics_port=port, **overrides)))
+        # The metrics server is a fork Dramatiq starts once its worker processes are up.
+        deadline = time.monotonic() + 30
+        while '"worker metrics served"' not in started[-1].output():
+            assert time.monotonic() < deadline, started[-1].output()
+            time.sleep(0.1)
+        return started[-1], port
+
+    yield start
+    for worker in started:
+        worker.stop()
