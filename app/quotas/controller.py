@@ -30,7 +30,7 @@ class QuotaController(Controller):
     guards = [admin_only]
     dependencies = {"quotas": Provide(provide_quota_service, sync_to_thread=False)}
 
-    @get("/", operation_id="adminGetQuota", summary="An owner's quotas and use", responses=errors(403, 422))
+    @get("/", operation_id="adminGetQuota", summary="An owner's quotas and use", responses=errors(403, 404, 422))
     async def get_quota(self, quotas: QuotaService, owner_id: uuid.UUID) -> OwnerQuotaRecord:
         return await owner_quota(quotas, owner_id)
 
@@ -38,7 +38,7 @@ class QuotaController(Controller):
         "/",
         operation_id="adminSetQuota",
         summary="Set an owner's quotas (fields left out keep theirs; null: the default)",
-        responses=errors(400, 403, 422),
+        responses=errors(400, 403, 404, 422),
     )
     async def set_quota(self, quotas: QuotaService, owner_id: uuid.UUID, data: OwnerQuotaIn) -> OwnerQuotaRecord:
         await quotas.set(owner_id, data.given())
