@@ -10,7 +10,6 @@ from litestar import Litestar
 from litestar.config.cors import CORSConfig
 from litestar.di import Provide
 from litestar.middleware.base import DefineMiddleware
-from litestar.openapi import OpenAPIConfig
 from litestar.plugins.prometheus import PrometheusConfig
 from litestar.types import ASGIApp
 
@@ -32,12 +31,15 @@ from app.keys.controller import KeyController
 from app.logs import configure_logging
 from app.metrics import metrics, metrics_lifespan, observe_refusals
 from app.me.controller import me
+from app.openapi import document_app, openapi_config
 from app.ops.controller import OpsController
 from app.quotas.controller import QuotaController
 from app.quotas.ratelimit import rate_limits
 from app.resources import Resources
 from app.tus.controller import TusController
 from app.uploads.controller import UploadController
+from app.web.controller import WebConfigController, WebController
+from app.web.docs import docs_router, render_plugins
 from db.settings import Settings
 
 TUS_REQUEST_HEADERS = [
@@ -71,8 +73,8 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
 
     prometheus = PrometheusConfig(app_name="sluice", prefix="sluice", group_path=True, exclude=PUBLIC_PATHS)
     limits, stores = rate_limits(settings, PUBLIC_PATHS)
-    return Litestar(
-        route_handlers=[OpsController, *([] if settings.metrics_port else [metrics]), FileController, upload_batch, UploadController, TusController, JobController, BatchController, DatasetController, EventController, AdminController, KeyController, QuotaController, me],
+    app = Litestar(
+        route_handlers=[OpsController, *([] if settings.metrics_port else [metrics]), FileController, upload_batch, UploadController, TusController, JobController, BatchController, DatasetController, EventController, AdminController, KeyController, QuotaController, me, WebConfigController, WebController],
         plugins=[EventChannels.from_settings(settings)],
         lifespan=[lifespan, functools.partial(metrics_lifespan, settings=settings)],
         middleware=[
@@ -90,10 +92,12 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         request_class=BoundedRequest,
         stores=stores,
-        openapi_config=OpenAPIConfig(title="Sluice", version="1.0.0", path="/schema"),
+        openapi_config=openapi_config(render_plugins(), docs_router()),
         cors_config=_cors(settings),
         on_startup=[lambda: configure_logging(settings.log_level)] if resources is None else [],
     )
+    document_app(app)
+    return app
 
 
 def _cors(settings: Settings) -> CORSConfig | None:

@@ -121,6 +121,10 @@ class Settings:
     """Attempts of a job before it is failed."""
     job_retention: int = 24 * 3600
     """Seconds finished jobs are kept."""
+    metrics_retention: int = 90 * 24 * 3600
+    """Seconds the hourly metrics rollup (the operations dashboard's history) is kept; at least 30 days."""
+    web_dist: str = "web/dist"
+    """Folder of the built web app (``npm run build`` in ``web/``) served at ``/``; relative to the working directory."""
     dataset_schema: str = "datasets"
     """PostgreSQL schema that holds one table per processed file."""
     xlsx_max_uncompressed: int = 4096 * MiB
@@ -195,6 +199,8 @@ class Settings:
             )
         if self.body_idle_timeout <= 0:
             raise ValueError("SLUICE_BODY_IDLE_TIMEOUT must be more than 0 seconds")
+        if self.metrics_retention < 30 * 24 * 3600:
+            raise ValueError("SLUICE_METRICS_RETENTION must be at least 2592000 (30 days): the dashboard shows 30 days")
         # The schema name reaches DDL and a security-definer function: only a plain name of its own.
         schema = self.dataset_schema
         if not is_plain_identifier(schema) or schema in RESERVED_SCHEMAS or schema.startswith("pg_"):

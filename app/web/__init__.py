@@ -1,0 +1,1 @@
+"""The web app's server side: the built single-page app at ``/``, its config route, offline API docs."""
