@@ -26,6 +26,14 @@ from app.budget import upload_memory
 from app.errors import EXCEPTION_HANDLERS, ServiceError, UnsupportedType
 from app.jobs.service import JobService
 from app.tus.schemas import CHECKSUM_ALGORITHMS, EXTENSIONS, OFFSET_TYPE, TUS_VERSION, Checksum, Creation, TusState
+from app.tus.openapi import (
+    AnnounceOperation,
+    CreateOperation,
+    HeadOperation,
+    OverrideOperation,
+    PatchOperation,
+    TerminateOperation,
+)
 from app.tus.service import BASE, TusService
 from db.settings import Settings
 from db.storage import ObjectStore, StorageError
@@ -42,6 +50,11 @@ def provide_tus_service(db_session: AsyncSession, store: ObjectStore, settings: 
     resources = state.resources
     jobs = JobService(db_session, settings, resources.broker, resources.redis)
     return TusService(db_session, store, settings, resources.redis, jobs, upload_memory(state, settings))
+
+
+def _announce_id(handler: Any, method: Any, components: list[Any]) -> str:
+    """OPTIONS serves two paths; each needs an operation id of its own."""
+    return "tusOptionsUpload" if any(not isinstance(c, str) for c in components) else "tusOptions"
 
 
 def _with_tus_headers(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -188,12 +201,17 @@ class TusController(Controller):
     tags = ["tus"]
     dependencies = {"tus": Provide(provide_tus_service, sync_to_thread=False)}
     exception_handlers = TUS_ERRORS  # type: ignore[assignment]
-    # tus is specified by its own protocol document (headers, 412/460), not by OpenAPI.
-    include_in_schema = False
 
     # Litestar registers a controller's handlers in name order and adds its own OPTIONS handler to a
     # path that has none yet: this one's name must sort before every other handler's.
-    @route(["/", "/{upload_id:uuid}"], http_method=[HttpMethod.OPTIONS])
+    @route(
+        ["/", "/{upload_id:uuid}"],
+        http_method=[HttpMethod.OPTIONS],
+        operation_id=_announce_id,
+        operation_class=AnnounceOperation,
+        summary="tus server capabilities (no key needed: browsers send it as a CORS preflight)",
+        opt={"exclude_from_auth": True},
+    )
     async def announce(self, settings: Settings) -> Response[None]:
         return _empty(
             204,
@@ -208,6 +226,7 @@ class TusController(Controller):
     @post(
         "/",
         operation_id="tusCreate",
+        operation_class=CreateOperation,
         request_max_body_size=None,
         summary="tus creation (with upload, deferred length, partial and final uploads)",
     )
@@ -227,7 +246,12 @@ class TusController(Controller):
         del headers["Cache-Control"]
         return _empty(201, headers)
 
-    @head("/{upload_id:uuid}", operation_id="tusHead", summary="tus offset, length and metadata")
+    @head(
+        "/{upload_id:uuid}",
+        operation_id="tusHead",
+        operation_class=HeadOperation,
+        summary="tus offset, length and metadata",
+    )
     async def head_upload(
         self, request: Request[Any, Any, Any], tus: TusService, principal: Principal, upload_id: uuid.UUID
     ) -> Response[None]:
@@ -237,6 +261,7 @@ class TusController(Controller):
     @patch(
         "/{upload_id:uuid}",
         operation_id="tusPatch",
+        operation_class=PatchOperation,
         request_max_body_size=None,
         summary="tus: append bytes at Upload-Offset",
     )
@@ -249,6 +274,7 @@ class TusController(Controller):
     @delete(
         "/{upload_id:uuid}",
         operation_id="tusTerminate",
+        operation_class=TerminateOperation,
         status_code=204,
         summary="tus termination: abort and release storage",
     )
@@ -262,6 +288,7 @@ class TusController(Controller):
     @post(
         "/{upload_id:uuid}",
         operation_id="tusMethodOverride",
+        operation_class=OverrideOperation,
         request_max_body_size=None,
         summary="X-HTTP-Method-Override: PATCH, DELETE or HEAD sent as POST",
     )
@@ -270,6 +297,9 @@ class TusController(Controller):
     ) -> Response[None]:
         _check_version(request)
         method = request.headers.get("x-http-method-override", "").strip().upper()
+        # Headers that cannot be read are refused whatever the method stands for.
+        _number(request, "upload-offset")
+        _number(request, "upload-length")
         if method == "PATCH":
             return await _patch(request, tus, principal, upload_id)
         if method == "DELETE":

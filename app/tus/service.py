@@ -224,6 +224,8 @@ class TusService(UploadService):
                 if checksum is None:
                     await self._record(upload, token, [part], upload.chunk_size * number, 0)
                 else:
+                    # Nothing counts before the digest matches, but the lease must last the whole body.
+                    await self._renew(upload, token)
                     unrecorded.append(part)
 
             try:
@@ -706,6 +708,17 @@ class TusService(UploadService):
                 f"another PATCH is writing to upload {upload.id} right now; wait for it to end, then ask HEAD for the offset"
             )
         return token
+
+    async def _renew(self, upload: UploadSession, token: uuid.UUID) -> None:
+        kept = await self.session.scalar(
+            update(UploadSession)
+            .where(UploadSession.id == upload.id, UploadSession.lock_token == token)
+            .values(locked_until=self._lease_end())
+            .returning(UploadSession.id)
+        )
+        await self.session.commit()
+        if kept is None:
+            raise Conflict(f"upload {upload.id} was taken over by another PATCH; ask HEAD for the offset")
 
     async def _unlock(self, upload_id: uuid.UUID, token: uuid.UUID) -> None:
         await self.session.rollback()

@@ -373,3 +373,21 @@ async def test_the_chunk_api_refuses_a_tus_upload(client: httpx.AsyncClient) -> 
     complete = await client.post(f"/api/v1/uploads/{upload_id}/complete")
     assert complete.status_code == 409 and "PATCH /api/v1/tus/" in complete.json()["detail"]
     assert (await client.head(f"/api/v1/tus/{upload_id}", headers=TUS)).headers["upload-offset"] == "0"
+
+
+async def test_filetype_metadata_is_the_stored_objects_type_and_a_bad_one_answers_422(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    data = csv_bytes(1000)
+    path = await create(client, len(data), extra={"Upload-Metadata": metadata(filename="a.csv", filetype="text/csv; charset=utf-8")})
+    answer = await send(client, path, 0, data)
+    assert answer.status_code == 204, answer.text
+    async with resources.sessionmaker() as session:
+        upload = await session.get_one(UploadSession, _id(path))
+    stat = resources.store._client.stat_object(resources.store.bucket, upload.storage_key)
+    assert stat.content_type == "text/csv; charset=utf-8"
+    refused = await client.post(
+        "/api/v1/tus/", headers={**TUS, "Upload-Length": "10", "Upload-Metadata": metadata(filetype="not a type")}
+    )
+    assert refused.status_code == 422
+    assert "media type" in refused.json()["detail"]
