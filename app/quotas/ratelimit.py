@@ -20,6 +20,7 @@ from litestar.stores.redis import RedisStore
 from litestar.types import Message, Receive, Scope, Send
 from redis.asyncio import Redis
 
+from app.metrics import record_rate_limited
 from db.settings import Settings, parse_rate
 
 STORE = "rate_limit"
@@ -75,6 +76,7 @@ class KeyRateLimitMiddleware(RateLimitMiddleware):
             "RateLimit-Policy": f"{self.max_requests}; w={window}",
         }
         if count > self.max_requests:
+            record_rate_limited("upload" if _is_upload(request) else "api")
             await _too_many(send, headers | {"Retry-After": str(left)}, self.max_requests, self.unit)
             return
         await self.app(scope, receive, _with_headers(send, headers))

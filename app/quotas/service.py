@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.errors import Conflict, PayloadTooLarge, ServiceError
+from app.metrics import record_quota_refusal
 from db.models import File, FileStatus, Job, JobState, OwnerQuota, SessionState, UploadSession
 from db.settings import Settings, parse_size
 
@@ -50,6 +51,7 @@ def quota_error(quota: str, limit: int, used: int, asked: int | None = None, *, 
         f"the {quota} quota is exceeded: the limit is {limit} {_WHAT[quota]} and {used} are in use{wanted}; "
         + ("delete files or ask an admin for a larger quota" if quota in ("bytes", "files") else "wait for some to finish or ask an admin for a larger quota")
     )
+    record_quota_refusal(quota)
     error = PayloadTooLarge if quota == "bytes" else Conflict
     return error(detail, quota=quota, limit=limit, used=used)
 

@@ -71,6 +71,8 @@ async def test_a_declared_size_past_the_bytes_quota_is_refused_before_any_byte_i
     refusal(refused, 413, "bytes", 1000, 600)
     assert "401" in refused.json()["detail"]
     assert [f.status for f in await files_of(resources, owner_id)] == [FileStatus.stored]
+    async with httpx.AsyncClient(base_url=str(http.base_url)) as scraper:
+        assert 'sluice_quota_refusals_total{quota="bytes"}' in (await scraper.get("/metrics")).text
     # Exactly up to the limit is allowed.
     assert (await http.put("/api/v1/files/c.csv", params={"process": "false"}, content=rows(400))).status_code == 201
 

@@ -47,6 +47,8 @@ async def test_one_keys_budget_holds_across_api_processes(
         stored = await a.put("/api/v1/files/x.csv", params={"process": "false"}, content=b"a,b\n1,2\n")
         assert stored.status_code == 201, stored.text
         assert stored.headers["ratelimit-limit"] == str(UPLOADS)
+    async with httpx.AsyncClient(base_url=one.url) as scraper:
+        assert 'sluice_rate_limited_total{route_group="api"}' in (await scraper.get("/metrics")).text
     # Another key, the public routes: untouched.
     async with client_for(two.url, other) as c:
         assert (await c.get("/api/v1/files")).status_code == 200
