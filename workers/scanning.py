@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO
 
+import urllib3.exceptions
 from dramatiq.errors import Retry
 
 from db.storage import ObjectMissing, StorageError
@@ -56,6 +57,10 @@ class ScannerRefused(Exception):
     """clamd answered with an error (e.g. the stream passed its StreamMaxLength)."""
 
 
+class _Broken(Exception):
+    """Sending to clamd failed; its reply, if it sent one, says why."""
+
+
 def parse_address(url: str) -> tuple[str, int] | str:
     """``clamd://host:port`` → (host, port); ``clamd:///path/to/socket`` → the socket path."""
     rest = url.removeprefix("clamd://")
@@ -70,7 +75,7 @@ def parse_address(url: str) -> tuple[str, int] | str:
 
 
 class Clamd:
-    """clamd over TCP or a unix socket: ``PING`` and ``INSTREAM`` with null-terminated commands."""
+    """clamd's ``INSTREAM`` over TCP or a unix socket (null-terminated commands, length-prefixed chunks)."""
 
     def __init__(self, url: str, *, segment: int = SEGMENT, overlap: int = OVERLAP) -> None:
         if not 0 < overlap < segment:
@@ -92,20 +97,6 @@ class Clamd:
     def _where(self) -> str:
         return self.address if isinstance(self.address, str) else f"{self.address[0]}:{self.address[1]}"
 
-    async def ping(self) -> bool:
-        try:
-            reader, writer = await self._connect()
-        except ScannerUnavailable:
-            return False
-        try:
-            writer.write(b"zPING\0")
-            await writer.drain()
-            return await asyncio.wait_for(reader.readuntil(b"\0"), CONNECT_TIMEOUT) == b"PONG\0"
-        except (OSError, TimeoutError, asyncio.IncompleteReadError):
-            return False
-        finally:
-            writer.close()
-
     async def scan(self, read: Callable[[int], Awaitable[bytes]]) -> str | None:
         """Scan the bytes ``read(n)`` returns until it returns ``b""``; the signature found, or ``None``."""
         carry = b""
@@ -120,27 +111,26 @@ class Clamd:
         try:
             sent, tail, ended = 0, carry, False
             try:
-                writer.write(b"zINSTREAM\0")
+                await self._send(writer, b"zINSTREAM\0")
                 if carry:
-                    await self._send(writer, carry)
+                    await self._send(writer, struct.pack(">I", len(carry)), carry)
                     sent = len(carry)
                 while sent < self.segment:
                     data = await read(min(CHUNK, self.segment - sent))
                     if not data:
                         ended = True
                         break
-                    await self._send(writer, data)
+                    await self._send(writer, struct.pack(">I", len(data)), data)
                     sent += len(data)
                     if sent > self.segment - self.overlap - CHUNK:
                         tail = (tail + data)[-self.overlap :]
-                writer.write(b"\0\0\0\0")
-                await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
-            except (OSError, TimeoutError) as exc:
+                await self._send(writer, b"\0\0\0\0")
+            except _Broken as exc:
                 # clamd closes the stream when it passes StreamMaxLength, and says why first.
                 reply = await _reply(reader, CONNECT_TIMEOUT)
                 if reply:
                     raise ScannerRefused(_explain(reply)) from exc
-                raise ScannerUnavailable(f"the connection to clamd at {self._where()} broke: {_text(exc)}") from exc
+                raise ScannerUnavailable(f"the connection to clamd at {self._where()} broke: {exc}") from exc
             reply = await _reply(reader, VERDICT_TIMEOUT)
         finally:
             writer.close()
@@ -154,10 +144,13 @@ class Clamd:
         raise ScannerRefused(_explain(reply))
 
     @staticmethod
-    async def _send(writer: asyncio.StreamWriter, data: bytes) -> None:
-        writer.write(struct.pack(">I", len(data)))
-        writer.write(data)
-        await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
+    async def _send(writer: asyncio.StreamWriter, *pieces: bytes) -> None:
+        try:
+            for piece in pieces:
+                writer.write(piece)
+            await asyncio.wait_for(writer.drain(), SEND_TIMEOUT)
+        except (OSError, TimeoutError) as exc:
+            raise _Broken(_text(exc)) from exc
 
 
 async def _reply(reader: asyncio.StreamReader, timeout: float) -> str | None:
@@ -217,7 +210,7 @@ async def _scan(c: Clients, file_id: uuid.UUID) -> None:
     except ObjectMissing:
         await _lost(c, file_id)
         return
-    except (ScannerUnavailable, ScannerRefused, StorageError) as exc:
+    except (ScannerUnavailable, ScannerRefused, StorageError, urllib3.exceptions.HTTPError, OSError) as exc:
         await _wait(c, file_id, f"the scan could not finish ({exc}); it is retried")
         log.warning(
             "file scanned",

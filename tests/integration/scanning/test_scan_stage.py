@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 import asyncpg
+import dramatiq
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
@@ -16,7 +17,8 @@ from httpx_sse import aconnect_sse
 from app.resources import Resources
 from tests.integration.jobs.conftest import Stack, wait_job
 from tests.support.clamd import EICAR, SIGNATURE, ClamdServer
-from workers.contracts import job_channel
+from workers.broker import make_broker
+from workers.contracts import MAINTENANCE_QUEUE, job_channel, scan_file_message
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -191,3 +193,53 @@ async def test_each_file_of_a_batch_gets_its_own_verdict(scan_client: httpx.Asyn
     assert failed["state"] == "failed" and SIGNATURE in failed["error"], failed
     batch = (await scan_client.get(f"/api/v1/batches/{failed['batch_id']}")).json()
     assert batch["state"] == "failed", batch
+
+
+async def _set_waiting(resources: Resources, file_id: str, *, minutes_ago: int) -> None:
+    """Put a file back in ``scanning`` as if its scan message had been lost ``minutes_ago``."""
+    conn = await asyncpg.connect(resources.settings.sync_database_url)
+    try:
+        await conn.execute(
+            "UPDATE files SET status = 'scanning', scan_signature = NULL, scanned_at = NULL, error = NULL,"
+            " updated_at = now() - make_interval(mins => $2) WHERE id = $1",
+            uuid.UUID(file_id),
+            minutes_ago,
+        )
+    finally:
+        await conn.close()
+
+
+async def test_a_file_whose_scan_message_was_lost_is_scanned_by_the_sweep(
+    scan_client: httpx.AsyncClient, scan_stack: Stack, scanner: ClamdServer, resources: Resources
+) -> None:
+    lost = (await scan_client.put("/api/v1/files/lost.csv", params={"process": "false"}, content=EICAR)).json()
+    recent = (await scan_client.put("/api/v1/files/recent.csv", params={"process": "false"}, content=EICAR)).json()
+    for record in (lost, recent):
+        await wait_file(scan_client, record["id"], "quarantined")
+    await _set_waiting(resources, lost["id"], minutes_ago=10)
+    await _set_waiting(resources, recent["id"], minutes_ago=0)
+
+    # The periodic sweep, now: its message on this stack's queue.
+    make_broker(scan_stack.settings).enqueue(
+        dramatiq.Message(queue_name=MAINTENANCE_QUEUE, actor_name="rescan_waiting_files", args=(), kwargs={}, options={})
+    )
+    record = await wait_file(scan_client, lost["id"], "quarantined", timeout=60)
+    assert record["scan_signature"].startswith(SIGNATURE), record
+    # A file touched lately may still have a live message: the sweep leaves it alone (given time to
+    # be scanned, had the sweep sent it).
+    await asyncio.sleep(2)
+    assert (await scan_client.get(f"/api/v1/files/{recent['id']}")).json()["status"] == "scanning"
+    await scan_client.delete(f"/api/v1/files/{recent['id']}")
+
+
+async def test_a_file_whose_bytes_vanished_before_its_scan_fails_saying_so(
+    scan_client: httpx.AsyncClient, scan_stack: Stack, scanner: ClamdServer, resources: Resources
+) -> None:
+    stored = (await scan_client.put("/api/v1/files/gone.csv", content=CLEAN)).json()
+    await wait_job(scan_client, stored["job_id"])
+    await _set_waiting(resources, stored["id"], minutes_ago=0)
+    resources.store.delete(stored["storage_key"])
+
+    make_broker(scan_stack.settings).enqueue(scan_file_message(uuid.UUID(stored["id"])))
+    record = await wait_file(scan_client, stored["id"], "failed", timeout=60)
+    assert "missing from the object store" in record["error"], record
