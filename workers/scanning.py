@@ -25,6 +25,7 @@ from dramatiq.errors import Retry
 
 from db.storage import ObjectMissing, StorageError
 from workers.contracts import JobEvent, job_channel, process_file_message, scan_file_message
+from workers.metrics import record_scan
 from workers.middleware import Clients
 from workers.progress import publish
 
@@ -216,14 +217,17 @@ async def _scan(c: Clients, file_id: uuid.UUID) -> None:
             "file scanned",
             extra={"file_id": str(file_id), "outcome": "error", "error": str(exc)},
         )
+        record_scan("error")
         raise Retry(str(exc)) from exc
     extra = {"file_id": str(file_id), "size": waiting.size, "duration_ms": round((time.monotonic() - started) * 1000)}
     if signature is None:
         await _clean(c, file_id)
         log.info("file scanned", extra={**extra, "outcome": "clean"})
+        record_scan("clean")
     else:
         await _quarantine(c, file_id, signature)
         log.warning("file scanned", extra={**extra, "outcome": "infected", "signature": signature})
+        record_scan("infected")
 
 
 async def _scan_object(c: Clients, waiting: _Waiting) -> str | None:
