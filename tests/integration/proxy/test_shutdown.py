@@ -5,6 +5,7 @@ process and the stream goes on from the last event id."""
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import time
 from collections.abc import Iterator
@@ -12,7 +13,9 @@ from collections.abc import Iterator
 import httpx
 import msgspec
 import pytest
+import websockets
 from redis.asyncio import Redis
+from websockets.asyncio.client import connect
 
 from app.resources import Resources
 from tests.integration.events.support import clients_of, events, insert_job, owner_of, publish_job
@@ -92,3 +95,19 @@ async def test_behind_nginx_the_client_reconnects_to_another_process_and_resumes
         assert await asyncio.to_thread(serving.process.wait, GRACE) in (0, -signal.SIGTERM)
     finally:
         proxy.stop()
+
+
+async def test_sigterm_closes_an_event_websocket_with_1012(
+    two_apis: list[ApiServer], key: str, resources: Resources
+) -> None:
+    api = two_apis[0]
+    job = await insert_job(resources, await owner_of(resources, key))
+    url = f"ws://127.0.0.1:{api.port}/api/v1/jobs/{job.id}/events/ws"
+    async with connect(url, additional_headers={"Authorization": f"Bearer {key}"}) as socket:
+        async with asyncio.timeout(10):
+            assert json.loads(await socket.recv())["event"] == "snapshot"
+            api.process.send_signal(signal.SIGTERM)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await socket.recv()
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+    assert await asyncio.to_thread(api.process.wait, GRACE) in (0, -signal.SIGTERM)
