@@ -2,6 +2,8 @@ import "uplot/dist/uPlot.min.css";
 import { useEffect, useRef } from "react";
 import uPlot from "uplot";
 
+const INTEGER_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6, 2e6, 5e6, 1e7, 1e8, 1e9];
+
 export interface SeriesSpec {
   label: string;
   color: string;
@@ -15,12 +17,18 @@ export function Chart({
   series,
   format,
   testid,
+  integer = false,
+  bars = false,
 }: {
   title: string;
   x: number[];
   series: SeriesSpec[];
   format: (v: number) => string;
   testid: string;
+  /** Counts: ticks only on whole numbers. */
+  integer?: boolean;
+  /** One bar per bucket instead of a line. */
+  bars?: boolean;
 }) {
   const box = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
@@ -33,7 +41,7 @@ export function Chart({
       title,
       width,
       height: 220,
-      scales: { x: { time: true } },
+      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(integer ? 1 : 0, max) * 1.1 || 1] } },
       series: [
         { label: "Time" },
         ...series.map((s) => ({
@@ -41,11 +49,12 @@ export function Chart({
           stroke: s.color,
           fill: `${s.color}22`,
           width: 2,
-          points: { show: x.length < 60 },
+          points: { show: !bars && x.length < 60 },
+          ...(bars ? { paths: uPlot.paths.bars!({ size: [0.7, 40] }), fill: `${s.color}aa` } : {}),
           value: (_u: uPlot, v: number | null) => (v == null ? "–" : format(v)),
         })),
       ],
-      axes: [{}, { values: (_u, splits) => splits.map((v) => format(v)), size: 70 }],
+      axes: [{}, { values: (_u, splits) => splits.map((v) => format(v)), size: 70, ...(integer ? { incrs: INTEGER_STEPS } : {}) }],
       legend: { live: true },
     };
     const u = new uPlot(opts, [x, ...series.map((s) => s.values)] as uPlot.AlignedData, el);
@@ -57,7 +66,7 @@ export function Chart({
       u.destroy();
       plot.current = null;
     };
-  }, [title, x, series, format]);
+  }, [title, x, series, format, integer, bars]);
 
   const total = series.reduce((sum, s) => sum + s.values.reduce<number>((a, v) => a + (v ?? 0), 0), 0);
   return (

@@ -11,7 +11,7 @@ export function formatBytes(bytes: number | null | undefined): string {
     value /= 1024;
     unit += 1;
   }
-  if (unit === 0) return `${sign}${value} B`;
+  if (unit === 0) return `${sign}${Math.round(value)} B`;
   const digits = value >= 100 ? 0 : value >= 10 ? 1 : 2;
   return `${sign}${value.toFixed(digits)} ${UNITS[unit]}`;
 }

@@ -290,7 +290,9 @@ function JobHistory({ jobs, loading, error, currentId }: { jobs: JobRecord[]; lo
                   <td className="num">{formatRowRate(j.rate)}</td>
                   <td>{j.started_at ? formatDuration(secondsBetween(j.started_at, j.finished_at)) : "–"}</td>
                   <td>
-                    <code className="small">{Object.keys(j.options ?? {}).length ? JSON.stringify(j.options) : "defaults"}</code>
+                    <code className="small" title={JSON.stringify(j.options)}>
+                      {describeOptions(j.options)}
+                    </code>
                   </td>
                   <td className="error-text small">{j.error ?? ""}</td>
                 </tr>
@@ -301,6 +303,21 @@ function JobHistory({ jobs, loading, error, currentId }: { jobs: JobRecord[]; lo
       ) : null}
     </section>
   );
+}
+
+/** Options the server fills in from its settings: shown in the tooltip only. */
+const TUNING = new Set(["window_rows", "max_concurrency", "timeout_s", "max_retries"]);
+
+/** The options a job was given, without the ones left to their defaults. */
+function describeOptions(options: Record<string, unknown> | null | undefined): string {
+  const set = Object.entries(options ?? {}).filter(
+    ([k, v]) =>
+      !TUNING.has(k) &&
+      !(k === "strict_types" && v === false) &&
+      !(k === "yes_no_boolean" && v === true) && v !== null && v !== undefined && !(Array.isArray(v) && v.length === 0) && !(typeof v === "object" && !Array.isArray(v) && Object.keys(v as object).length === 0),
+  );
+  if (!set.length) return "defaults";
+  return set.map(([k, v]) => `${k}=${typeof v === "string" ? JSON.stringify(v) : JSON.stringify(v)}`).join(" ");
 }
 
 function cell(v: unknown): string {

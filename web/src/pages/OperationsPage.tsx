@@ -141,10 +141,10 @@ function Charts({ m }: { m: Metrics }) {
   if (!x.length) return <p className="muted" data-testid="charts-empty">No activity in this range yet.</p>;
   return (
     <section aria-label="Charts" className="charts" data-testid="charts">
-      <Chart title={`Uploads per ${per}`} x={x} series={uploads} format={count} testid="chart-uploads" />
-      <Chart title={`Bytes uploaded per ${per}`} x={x} series={volume} format={bytes} testid="chart-bytes" />
-      <Chart title={`Rows ingested per ${per}`} x={x} series={rows} format={count} testid="chart-rows" />
-      <Chart title={`Failures per ${per}`} x={x} series={failures} format={count} testid="chart-failures" />
+      <Chart title={`Uploads per ${per}`} x={x} series={uploads} format={count} testid="chart-uploads" integer bars />
+      <Chart title={`Bytes uploaded per ${per}`} x={x} series={volume} format={bytes} testid="chart-bytes" bars />
+      <Chart title={`Rows ingested per ${per}`} x={x} series={rows} format={count} testid="chart-rows" integer bars />
+      <Chart title={`Failures per ${per}`} x={x} series={failures} format={count} testid="chart-failures" integer />
     </section>
   );
 }

@@ -27,6 +27,9 @@ const FALLBACK_CONFIG: WebConfig = {
   tus_endpoint: "/api/v1/tus/",
 };
 
+/** Refusals a retry cannot change: the file itself is the problem (type, size, quota). */
+const PERMANENT = new Set([400, 403, 413, 415, 422]);
+
 interface Stored {
   fileId: string | null;
   jobId: string | null;
@@ -73,8 +76,9 @@ function Uploader({ config }: { config: WebConfig }) {
   const processRef = useRef(processNew);
   processRef.current = processNew;
   const [files, setFiles] = useState<SFile[]>([]);
+  const [recovered, setRecovered] = useState(false);
   const [results, setResults] = useState<Record<string, Stored>>(loadResults);
-  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [errors, setErrors] = useState<Record<string, { detail: string; status: number }>>({});
   const [notices, setNotices] = useState<string[]>([]);
   const meters = useRef(new Map<string, RateMeter>());
 
@@ -137,6 +141,7 @@ function Uploader({ config }: { config: WebConfig }) {
       frame = requestAnimationFrame(() => {
         frame = 0;
         setFiles(u.getFiles());
+        setRecovered(!!u.getState().recoveredState);
       });
     };
     u.on("state-update", refresh);
@@ -166,7 +171,8 @@ function Uploader({ config }: { config: WebConfig }) {
       if (!file) return;
       const xhr = (response?.body as { xhr?: XMLHttpRequest } | undefined)?.xhr;
       const detail = uploadErrorDetail(error as never, xhr ?? null);
-      setErrors((e) => ({ ...e, [file.id]: detail }));
+      const status = (error as { originalResponse?: { getStatus(): number } | null }).originalResponse?.getStatus() ?? xhr?.status ?? 0;
+      setErrors((e) => ({ ...e, [file.id]: { detail, status } }));
       u.setFileState(file.id, { error: detail });
     });
     u.on("upload-success", (file, response) => {
@@ -202,12 +208,47 @@ function Uploader({ config }: { config: WebConfig }) {
     };
   }, [apiKey, me?.owner_id, config, remember]);
 
+  const picker = useRef<HTMLInputElement>(null);
+  const addPicked = (list: FileList | null) => {
+    if (!uppy || !list) return;
+    for (const f of Array.from(list)) {
+      try {
+        // A file restored without its bytes (a "ghost" after a reload) takes them back here and resumes.
+        uppy.addFile({ name: f.name, type: f.type, data: f, source: "Local" });
+      } catch {
+        /* restriction-failed already reported it */
+      }
+    }
+    if (picker.current) picker.current.value = "";
+  };
   const setProcess = (file: SFile, on: boolean) => uppy?.setFileMeta(file.id, { process: on ? "true" : "false" });
+  const ghosts = files.filter((f) => f.isGhost).length;
+  const fresh = files.filter((f) => !f.progress.uploadStarted).length;
+  const start = () => {
+    if (!uppy) return;
+    // After a reload Golden Retriever holds the unfinished uploads: confirming resumes them (tus HEAD, then PATCH from the offset).
+    if (uppy.getState().recoveredState) uppy.emit("restore-confirmed");
+    else uppy.upload().catch(() => {});
+  };
   const uploading = files.some((f) => f.progress.uploadStarted && !f.progress.uploadComplete && !f.error);
 
   return (
     <>
       <div className="upload-options">
+        <button type="button" onClick={() => picker.current?.click()} disabled={!uppy} data-testid="choose-files">
+          Choose files…
+        </button>
+        <input
+          ref={picker}
+          type="file"
+          multiple
+          className="visually-hidden"
+          tabIndex={-1}
+          aria-label="Files to upload"
+          accept={config.accepted_types.join(",")}
+          onChange={(e) => addPicked(e.target.files)}
+          data-testid="file-input"
+        />
         <label className="check">
           <input type="checkbox" checked={processNew} onChange={(e) => setProcessNew(e.target.checked)} data-testid="process-default" />
           Process new files into tables
@@ -231,13 +272,20 @@ function Uploader({ config }: { config: WebConfig }) {
           </button>
         </div>
       ) : null}
+      {recovered ? (
+        <p className="alert alert-info" role="status" data-testid="restored-notice">
+          {ghosts
+            ? `Unfinished uploads were restored. Choose ${ghosts === 1 ? "the file marked “needs file”" : `the ${ghosts} files marked “needs file”`} again (same file), then resume: only the missing bytes are sent.`
+            : "Unfinished uploads were restored: resume them to send the missing bytes."}
+        </p>
+      ) : null}
       {files.length ? (
         <section aria-labelledby="transfers-title" className="card">
           <div className="row-between">
             <h2 id="transfers-title">Transfers</h2>
             <div className="actions">
-              <button type="button" className="primary" onClick={() => uppy?.upload().catch(() => {})} disabled={!files.some((f) => !f.progress.uploadStarted)} data-testid="upload-start">
-                Upload {files.filter((f) => !f.progress.uploadStarted).length || ""} file(s)
+              <button type="button" className="primary" onClick={start} disabled={recovered ? ghosts > 0 : fresh === 0} data-testid="upload-start">
+                {recovered ? "Resume uploads" : `Upload ${fresh || ""} file(s)`}
               </button>
               {uploading ? (
                 <button type="button" onClick={() => uppy?.pauseAll()} data-testid="pause-all">
@@ -266,7 +314,8 @@ function Uploader({ config }: { config: WebConfig }) {
                     key={f.id}
                     file={f}
                     meter={meters.current.get(f.id)}
-                    error={errors[f.id] ?? (typeof f.error === "string" ? f.error : null)}
+                    error={errors[f.id]?.detail ?? (typeof f.error === "string" ? f.error : null)}
+                    permanent={PERMANENT.has(errors[f.id]?.status ?? 0)}
                     stored={results[f.id]}
                     onProcess={(on) => setProcess(f, on)}
                     onPause={() => uppy?.pauseResume(f.id)}
@@ -288,6 +337,7 @@ function TransferRow({
   meter,
   error,
   stored,
+  permanent,
   onProcess,
   onPause,
   onRetry,
@@ -297,6 +347,7 @@ function TransferRow({
   meter: RateMeter | undefined;
   error: string | null;
   stored: Stored | undefined;
+  permanent: boolean;
   onProcess: (on: boolean) => void;
   onPause: () => void;
   onRetry: () => void;
@@ -317,7 +368,7 @@ function TransferRow({
     <tr data-testid="transfer-row" data-file-name={name} data-state={state}>
       <th scope="row" className="filename">
         {name}
-        {file.isGhost ? <div className="muted small">Add this file again to resume its upload.</div> : null}
+        {file.isGhost ? <div className="muted small">Choose this file again to resume its upload where it stopped.</div> : null}
       </th>
       <td>{formatBytes(total || null)}</td>
       <td>
@@ -353,12 +404,12 @@ function TransferRow({
         )}
       </td>
       <td className="actions">
-        {started && !complete && !error ? (
+        {started && !complete && !error && !file.isGhost ? (
           <button type="button" onClick={onPause} data-testid="transfer-pause" aria-label={`${file.isPaused ? "Resume" : "Pause"} ${name}`}>
             {file.isPaused ? "Resume" : "Pause"}
           </button>
         ) : null}
-        {error ? (
+        {error && !permanent ? (
           <button type="button" onClick={onRetry} data-testid="transfer-retry" aria-label={`Retry ${name}`}>
             Retry
           </button>
