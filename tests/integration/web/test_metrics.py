@@ -4,11 +4,13 @@ rollup keeps the history after the jobs themselves are purged."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
+import dramatiq
 import httpx
 import pytest
 from sqlalchemy import delete, select
@@ -19,8 +21,8 @@ from db.models import HourlyMetrics, Job
 from db.models.metrics import hour_totals
 from tests.integration.jobs.conftest import Stack, Worker, wait_job, worker_settings
 from tests.support.servers import ApiServer
-from workers.broker import queue_key
-from workers.contracts import PROCESS_QUEUE
+from workers.broker import make_broker, queue_key
+from workers.contracts import MAINTENANCE_QUEUE, PROCESS_QUEUE
 from workers.processing import purge_old_jobs
 from workers.rollup import hour_of, roll_up
 
@@ -114,10 +116,25 @@ async def test_real_uploads_and_jobs_show_and_survive_the_purge(
     assert cards["queue_depth"] == 0  # its worker took the job
     assert isinstance(cards["live_sessions"], int) and isinstance(cards["incomplete_multipart_uploads"], int)
 
-    # The rollup counts this hour; then the purge deletes the finished jobs.
-    hours = await roll_up(resources.sessionmaker, resources.settings)
-    async with resources.sessionmaker() as session:
-        rolled = {row.hour: row for row in await session.scalars(select(HourlyMetrics).where(HourlyMetrics.hour.in_(hours)))}
+    # The stack's worker runs the rollup (the message its scheduler sends every 5 minutes), which
+    # counts this hour; then the purge deletes the finished jobs.
+    hours = [hour_of(datetime.now(UTC)) - timedelta(hours=1), hour_of(datetime.now(UTC))]
+    finished = datetime.fromisoformat(str(job["finished_at"]))
+    broker = make_broker(metrics_stack.settings)
+    try:
+        broker.enqueue(dramatiq.Message(queue_name=MAINTENANCE_QUEUE, actor_name="roll_up_metrics", args=(), kwargs={}, options={}))
+    finally:
+        broker.close()
+    rolled: dict[datetime, HourlyMetrics] = {}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        async with resources.sessionmaker() as session:
+            rows = await session.scalars(select(HourlyMetrics).where(HourlyMetrics.hour.in_(hours)))
+            rolled = {row.hour: row for row in rows}
+        if rolled.get(hour_of(finished)) is not None and rolled[hour_of(finished)].updated_at > finished:
+            break
+        await asyncio.sleep(0.5)
+    assert hour_of(finished) in rolled, "the worker did not run roll_up_metrics"
     assert sum(row.rows for row in rolled.values()) >= 2500
     assert sum(row.uploads for row in rolled.values()) >= 1
     await asyncio.sleep(1.2)
