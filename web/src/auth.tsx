@@ -29,6 +29,11 @@ export function AuthProvider({ children }: { children: ReactNode }) {
   const signOut = useCallback(
     (reason?: string) => {
       forgetKey();
+      try {
+        sessionStorage.removeItem("sluice.uploadResults");
+      } catch {
+        /* storage disabled */
+      }
       setApiKey(null);
       setStored(null);
       setReason(reason ?? null);

@@ -82,9 +82,11 @@ function Uploader({ config }: { config: WebConfig }) {
   const [notices, setNotices] = useState<string[]>([]);
   const meters = useRef(new Map<string, RateMeter>());
 
-  const remember = useCallback((id: string, r: Stored) => {
+  const remember = useCallback((id: string, r: Stored | null) => {
     setResults((prev) => {
-      const next = { ...prev, [id]: r };
+      const next = { ...prev };
+      if (r) next[id] = r;
+      else delete next[id];
       try {
         sessionStorage.setItem(RESULTS_ITEM, JSON.stringify(next));
       } catch {
@@ -198,6 +200,7 @@ function Uploader({ config }: { config: WebConfig }) {
     });
     u.on("file-removed", (file) => {
       meters.current.delete(file.id);
+      remember(file.id, null);
     });
     setUppy(u);
     setFiles(u.getFiles());
