@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Integer, Select, and_, func, select, true
+from sqlalchemy import BigInteger, Index, Integer, Select, and_, func, select, text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from db.models.base import Base
@@ -37,6 +37,11 @@ class HourlyMetrics(Base):
     """Jobs failed or timed out (not cancelled)."""
     updated_at: Mapped[datetime] = mapped_column(server_default=func.now(), onupdate=func.now())
 
+
+# What hour_totals reads on every dashboard request (the current and previous hour) and every rollup:
+# without these, each would scan the whole files table.
+Index("ix_files_stored_at", File.stored_at, postgresql_where=File.stored_at.is_not(None))
+Index("ix_files_failed_updated", File.updated_at, postgresql_where=text("status = 'failed'"))
 
 COUNTS = ("uploads", "bytes", "upload_failures", "rows", "rows_rejected", "jobs_completed", "job_failures")
 

@@ -30,7 +30,11 @@ def upgrade() -> None:
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.PrimaryKeyConstraint('hour', name=op.f('pk_hourly_metrics'))
     )
+    op.create_index('ix_files_stored_at', 'files', ['stored_at'], unique=False, postgresql_where=sa.text('stored_at IS NOT NULL'))
+    op.create_index('ix_files_failed_updated', 'files', ['updated_at'], unique=False, postgresql_where=sa.text("status = 'failed'"))
 
 
 def downgrade() -> None:
+    op.drop_index('ix_files_failed_updated', table_name='files', postgresql_where=sa.text("status = 'failed'"))
+    op.drop_index('ix_files_stored_at', table_name='files', postgresql_where=sa.text('stored_at IS NOT NULL'))
     op.drop_table('hourly_metrics')
