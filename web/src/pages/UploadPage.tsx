@@ -129,7 +129,8 @@ function Uploader({ config }: { config: WebConfig }) {
       endpoint: config.tus_endpoint || "/api/v1/tus/",
       headers: () => authHeaders(getApiKey()),
       chunkSize: tusChunkSize(config.part_size),
-      limit: 3,
+      // With at most 2 event streams (streamSlots) this leaves 2 of the browser's 6 connections for API calls.
+      limit: 2,
       retryDelays: [0, 1000, 3000, 5000, 10000, 20000],
       storeFingerprintForResuming: true,
       removeFingerprintOnSuccess: true,
