@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,14 +24,14 @@ TOKEN = "metrics-token-" + uuid.uuid4().hex
 class LoggedApi:
     """``sluice serve`` with its log in a file, so tests can read what it said."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, workers: int = 1, env: dict[str, str] | None = None) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = Path(tempfile.mkstemp(prefix="sluice-api-", suffix=".log")[1])
         with self.log.open("wb") as out:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
-                env=settings_env(settings),
+                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), "--workers", str(workers)],
+                env=settings_env(settings) | (env or {}),
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -65,8 +66,8 @@ def metrics_settings(resources: Resources) -> Settings:
 def start_api() -> Iterator[Callable[..., LoggedApi]]:
     started: list[LoggedApi] = []
 
-    def start(settings: Settings) -> LoggedApi:
-        started.append(LoggedApi(settings))
+    def start(settings: Settings, **options: Any) -> LoggedApi:
+        started.append(LoggedApi(settings, **options))
         return started[-1]
 
     yield start

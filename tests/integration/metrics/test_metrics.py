@@ -7,6 +7,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
@@ -226,3 +227,27 @@ async def test_refusals_are_logged_with_the_key_id_never_the_key(
     assert by_status[401]["path"] == "/api/v1/files"
     for status in (413, 403):
         assert by_status[status]["key_id"] == key_id, by_status[status]
+
+
+async def test_several_api_processes_answer_for_all_with_a_multiprocess_folder(
+    metrics_settings: Settings, start_api: Callable[..., LoggedApi], key: str, tmp_path: Path
+) -> None:
+    port = free_port()
+    api = start_api(
+        metrics_settings.replace(metrics_port=port),
+        workers=2,
+        env={"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+    )
+    uploads = 12
+    async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+        for i in range(uploads):
+            # A new connection each time, so both processes take some.
+            response = await client.put(f"/api/v1/files/mp{i}.csv", content=CSV, headers={"Connection": "close"})
+            assert response.status_code == 201, response.text
+    pids = {path.name.rsplit("_", 1)[-1] for path in tmp_path.glob("counter_*.db")}
+    assert len(pids) == 2, f"both processes counted uploads: {pids}"
+    for _ in range(6):
+        text = (await scrape(f"http://127.0.0.1:{port}/metrics")).text
+        assert value(text, "sluice_uploads_total", route="single", outcome="stored") == uploads
+        assert value(text, "sluice_upload_received_bytes_total", route="single") == uploads * len(CSV)
+        assert value(text, "sluice_dependency_up", dependency="redis") == 1
