@@ -21,6 +21,7 @@ export function FilesPage() {
   const offset = Math.max(0, Number(params.get("offset") ?? 0) || 0);
   const [search, setSearch] = useState(q);
   const [toDelete, setToDelete] = useState<FileRecord | null>(null);
+  const [downloadError, setDownloadError] = useState<string | null>(null);
   const client = useQueryClient();
   const local = !!(kind || q);
 
@@ -112,6 +113,7 @@ export function FilesPage() {
       </form>
       <ErrorBox error={list.error} />
       <ErrorBox error={del.error} testid="delete-error" />
+      <ErrorBox error={downloadError ? new Error(downloadError) : null} testid="download-error" />
       {list.isPending ? <Loading what="files" /> : null}
       {list.data ? (
         <>
@@ -157,7 +159,7 @@ export function FilesPage() {
                       <td>{formatDateTime(f.created_at)}</td>
                       <td className="actions">
                         {f.status === "stored" ? (
-                          <button type="button" onClick={() => downloadFile(f).catch((e: Error) => alert(e.message))} data-testid="file-download" aria-label={`Download ${f.filename}`}>
+                          <button type="button" onClick={() => downloadFile(f).catch((e: Error) => setDownloadError(`${f.filename}: ${e.message}`))} data-testid="file-download" aria-label={`Download ${f.filename}`}>
                             Download
                           </button>
                         ) : null}

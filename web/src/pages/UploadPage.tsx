@@ -1,6 +1,6 @@
 import "@uppy/core/css/style.min.css";
 import "@uppy/dashboard/css/style.min.css";
-import { useQuery } from "@tanstack/react-query";
+import { useQuery, useQueryClient } from "@tanstack/react-query";
 import Uppy, { type UppyFile } from "@uppy/core";
 import Dashboard from "@uppy/dashboard";
 import GoldenRetriever from "@uppy/golden-retriever";
@@ -70,6 +70,7 @@ export default function UploadPage() {
 
 function Uploader({ config }: { config: WebConfig }) {
   const { apiKey, me } = useAuth();
+  const client = useQueryClient();
   const target = useRef<HTMLDivElement>(null);
   const [uppy, setUppy] = useState<Uppy<Meta, Body> | null>(null);
   const [processNew, setProcessNew] = useState(true);
@@ -182,6 +183,9 @@ function Uploader({ config }: { config: WebConfig }) {
       if (!file) return;
       const xhr = (response.body as { xhr?: XMLHttpRequest } | undefined)?.xhr;
       const process = file.meta.process !== "false";
+      // Quota figures and the files list changed.
+      void client.invalidateQueries({ queryKey: ["me"] });
+      void client.invalidateQueries({ queryKey: ["files"] });
       const fileId = xhr?.getResponseHeader?.("Sluice-File-Id") ?? null;
       const jobId = xhr?.getResponseHeader?.("Sluice-Job-Id") ?? null;
       if (fileId) {
@@ -210,7 +214,7 @@ function Uploader({ config }: { config: WebConfig }) {
       u.destroy();
       setUppy(null);
     };
-  }, [apiKey, me?.owner_id, config, remember]);
+  }, [apiKey, me?.owner_id, config, remember, client]);
 
   const picker = useRef<HTMLInputElement>(null);
   const addPicked = (list: FileList | null) => {
@@ -257,6 +261,7 @@ function Uploader({ config }: { config: WebConfig }) {
           <input type="checkbox" checked={processNew} onChange={(e) => setProcessNew(e.target.checked)} data-testid="process-default" />
           Process new files into tables
         </label>
+        <Quota />
         <span className="muted small">
           Chunks of {formatBytes(tusChunkSize(config.part_size))}
           {config.max_upload_bytes > 0 ? ` · at most ${formatBytes(config.max_upload_bytes)} a file` : ""} · accepted:{" "}
@@ -459,5 +464,23 @@ function StoredJob({ jobId, link }: { jobId: string; link: ReactNode }) {
         {link}
       </div>
     </div>
+  );
+}
+
+/** What the key's owner may still store (GET /api/v1/me quotas); nothing when unlimited. */
+function Quota() {
+  const { me } = useAuth();
+  const bytes = me?.quotas?.bytes;
+  const files = me?.quotas?.files;
+  const parts: string[] = [];
+  if (bytes?.limit != null) parts.push(`${formatBytes(bytes.used)} of ${formatBytes(bytes.limit)} stored`);
+  if (files?.limit != null) parts.push(`${files.used.toLocaleString("en-US")} of ${files.limit.toLocaleString("en-US")} files`);
+  if (!parts.length) return null;
+  const full = (bytes?.limit != null && bytes.used >= bytes.limit) || (files?.limit != null && files.used >= files.limit);
+  return (
+    <span className={full ? "error-text small" : "muted small"} data-testid="quota">
+      Quota: {parts.join(" · ")}
+      {full ? " — full: delete files to upload more" : ""}
+    </span>
   );
 }
