@@ -1,6 +1,6 @@
 import "@uppy/core/css/style.min.css";
 import "@uppy/dashboard/css/style.min.css";
-import { useQuery, useQueryClient } from "@tanstack/react-query";
+import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
 import Uppy, { type UppyFile } from "@uppy/core";
 import Dashboard from "@uppy/dashboard";
 import GoldenRetriever from "@uppy/golden-retriever";
@@ -11,10 +11,11 @@ import { useAuth } from "../auth";
 import { api, authHeaders, getApiKey } from "../lib/api";
 import { etaSeconds, RateMeter } from "../lib/eta";
 import { formatByteRate, formatBytes, formatDuration, formatPercent } from "../lib/format";
-import type { FileRecord, UploadSession, WebConfig } from "../lib/types";
+import { isTerminal } from "../lib/jobProgress";
+import type { FileRecord, JobRecord, UploadSession, WebConfig } from "../lib/types";
 import { tusChunkSize, tusUploadId, uploadErrorDetail } from "../lib/uploadErrors";
 import { useJobStream } from "../useJobStream";
-import { Badge, ErrorBox, JobLive, Loading, ProgressBar } from "../components/ui";
+import { Badge, ConfirmDialog, ErrorBox, JobLive, Loading, ProgressBar } from "../components/ui";
 
 type Meta = { filename?: string; filetype?: string; process?: string; [k: string]: unknown };
 type Body = Record<string, never>;
@@ -456,13 +457,35 @@ function StoredCell({ stored }: { stored: Stored }) {
 
 function StoredJob({ jobId, link }: { jobId: string; link: ReactNode }) {
   const p = useJobStream(jobId);
+  const [confirm, setConfirm] = useState(false);
+  const cancel = useMutation({
+    mutationFn: () => api<JobRecord>(`/api/v1/jobs/${jobId}/cancel`, { method: "POST" }),
+    onSuccess: () => setConfirm(false),
+  });
   return (
     <div>
       <JobLive p={p} />
-      <div className="small">
-        {p.state === "completed" ? <strong>Done · </strong> : null}
+      <div className="small actions">
+        {p.state === "completed" ? <strong>Done ·</strong> : null}
         {link}
+        {!isTerminal(p.state) ? (
+          <button type="button" className="link" onClick={() => setConfirm(true)} disabled={cancel.isSuccess} data-testid="job-cancel">
+            {cancel.isSuccess ? "Cancelling…" : "Cancel processing"}
+          </button>
+        ) : null}
       </div>
+      <ErrorBox error={cancel.error} />
+      <ConfirmDialog
+        open={confirm}
+        title="Cancel processing?"
+        confirmLabel="Cancel processing"
+        busy={cancel.isPending}
+        onCancel={() => setConfirm(false)}
+        onConfirm={() => cancel.mutate()}
+        testid="cancel-dialog"
+      >
+        <p>The worker stops within one window and drops the partial table. The file stays stored; you can process it again from its page.</p>
+      </ConfirmDialog>
     </div>
   );
 }
