@@ -34,7 +34,7 @@ from app.tus.openapi import (
     PatchOperation,
     TerminateOperation,
 )
-from app.tus.service import BASE, TusService
+from app.tus.service import BASE, TusService, tus_overlap
 from db.settings import Settings
 from db.storage import ObjectStore, StorageError
 
@@ -49,7 +49,9 @@ class PreconditionFailed(ServiceError):
 def provide_tus_service(db_session: AsyncSession, store: ObjectStore, settings: Settings, state: State) -> TusService:
     resources = state.resources
     jobs = JobService(db_session, settings, resources.broker, resources.redis)
-    return TusService(db_session, store, settings, resources.redis, jobs, upload_memory(state, settings))
+    return TusService(
+        db_session, store, settings, resources.redis, jobs, upload_memory(state, settings), tus_overlap(state, settings)
+    )
 
 
 def _announce_id(handler: Any, method: Any, components: list[Any]) -> str:

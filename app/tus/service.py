@@ -31,21 +31,26 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from anyio import to_thread
+from litestar.datastructures import State
+from redis.asyncio import Redis
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
-from app.budget import GRAIN, PartBuffer
+from app.budget import GRAIN, PartBuffer, UploadMemory
 from app.errors import Conflict, Gone, NotFound, PayloadTooLarge, ServiceError, Unprocessable, UnsupportedType
-from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, detect
+from app.files.detect import ACCEPTED, CONTENT_TYPES, HEAD_BYTES, Detected, detect
 from app.files.naming import original_name, sanitize_filename
 from app.files.service import storage_key
 from app.metrics import record_bytes
 from app.quotas.service import QuotaService
 from app.tus.schemas import Checksum, Creation, TusState
-from app.uploads.service import MIN_PART, UploadService, check_content_type
+from app.jobs.service import JobService
+from app.uploads.service import MAX_CHUNKS, MIN_PART, UploadService, check_content_type
 from db.models import FileKind, SessionState, UploadChunk, UploadSession
-from db.storage import ObjectRange, PartInfo, StorageError, tus_tail_key
+from db.settings import MiB, Settings
+from db.storage import ObjectRange, ObjectStore, PartInfo, StorageError, tus_tail_key
 
 log = logging.getLogger("sluice.tus")
 TAIL_TYPE = "application/octet-stream"
@@ -66,8 +71,58 @@ class ChecksumMismatch(ServiceError):
     status_code = 460
 
 
+class Overlap:
+    """Part buffers on their way to S3 while their PATCH fills the next one, shared by every tus
+    PATCH of a process: a lone PATCH may have ``slots`` parts in flight; PATCHes at once share
+    them, down to none when there are more PATCHes than slots (each then stores a part before
+    it fills the next). So tus holds about ``max(PATCHes, slots + 1)`` part buffers, not twice
+    as many as there are PATCHes: concurrent streams keep S3 busy without the overlap."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.active = 0
+        self._held: set[PartBuffer] = set()
+
+    def enter(self) -> None:
+        self.active += 1
+
+    def leave(self) -> None:
+        self.active -= 1
+
+    def take(self, buffer: PartBuffer) -> bool:
+        """Whether ``buffer`` may go to S3 while its PATCH fills the next one."""
+        if len(self._held) >= self.slots + 1 - self.active:
+            return False
+        self._held.add(buffer)
+        return True
+
+    def release(self, buffer: PartBuffer) -> None:
+        self._held.discard(buffer)
+
+
+def tus_overlap(state: State, settings: Settings) -> Overlap:
+    """The process's one ``Overlap`` (per app), made on first use."""
+    overlap: Overlap | None = state.get("tus_overlap")
+    if overlap is None:
+        overlap = state["tus_overlap"] = Overlap(settings.upload_parallel_parts)
+    return overlap
+
+
 class TusService(UploadService):
     """tus over upload sessions; ``complete``, ``_finish`` and ``_publish`` are the chunk API's own."""
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        store: ObjectStore,
+        settings: Settings,
+        redis: Redis,
+        jobs: JobService,
+        memory: UploadMemory,
+        overlap: Overlap,
+    ) -> None:
+        super().__init__(session, store, settings, redis, jobs, memory)
+        self.overlap = overlap
 
     async def begin(self, owner: Principal, spec: Creation) -> TusState:
         if spec.final_of is not None:
@@ -82,14 +137,15 @@ class TusService(UploadService):
         key = storage_key(owner.owner_id, uuid.uuid4())
         object_type = content_type or mimetypes.guess_type(filename)[0] or CONTENT_TYPES[FileKind.other]
         s3_upload_id = await to_thread.run_sync(self.store.create, key, object_type)
+        part_size = self._partial_part_size() if spec.partial else self.settings.part_size
         upload = UploadSession(
             id=uuid.uuid4(),
             owner_id=owner.owner_id,
             original_filename=original_name(raw_name),
             filename=filename,
             size=length or 0,
-            chunk_size=self.settings.part_size,
-            total_chunks=self._parts_of(length or 0),
+            chunk_size=part_size,
+            total_chunks=math.ceil((length or 0) / part_size),
             content_type=content_type,
             process=_process(spec.metadata),
             state=SessionState.receiving,
@@ -211,22 +267,29 @@ class TusService(UploadService):
             unrecorded: list[tuple[PartInfo, str]] = []
             received = 0
             interrupted: Exception | None = None
-            # One part goes to S3 while the next one fills, so the body keeps flowing meanwhile. Each
+            # Full parts go to S3 while the next one fills, so the body keeps flowing meanwhile; each
             # part has a buffer of its own, closed once stored: the budget grants memory counting on
-            # a full buffer to be given back (app/budget.py), so a full one is never refilled.
-            sending: asyncio.Task[None] | None = None
+            # a full buffer to be given back (app/budget.py), so a full one is never refilled. How
+            # many may be on their way at once is shared by every PATCH of the process (``overlap``).
+            sending: list[asyncio.Task[None]] = []
+            database = asyncio.Lock()
+            self.overlap.enter()
 
-            async def send(full: PartBuffer, number: int) -> None:
+            async def send(full: PartBuffer, number: int, previous: asyncio.Task[None] | None) -> None:
                 try:
-                    part = await self._store_part(upload, full, number)
+                    part = await self._store_part(upload, full, number, database)
                 finally:
                     full.close()
-                if checksum is None:
-                    await self._record(upload, token, [part], upload.chunk_size * number, 0)
-                else:
-                    # Nothing counts before the digest matches, but the lease must last the whole body.
-                    await self._renew(upload, token)
-                    unrecorded.append(part)
+                    self.overlap.release(full)
+                if previous is not None:
+                    await previous  # the offset moves in part order
+                async with database:
+                    if checksum is None:
+                        await self._record(upload, token, [part], upload.chunk_size * number, 0)
+                    else:
+                        # Nothing counts before the digest matches, but the lease must last the whole body.
+                        await self._renew(upload, token)
+                        unrecorded.append(part)
 
             try:
                 chunks = body.__aiter__()
@@ -248,18 +311,24 @@ class TusService(UploadService):
                         taken = await buffer.fill(rest)
                         rest = rest[taken:]
                         if buffer.full:
-                            if sending is not None:
-                                await sending
-                            sending = asyncio.create_task(send(buffer, number))
+                            await self._check_head(upload, buffer, number)
+                            overlapping = self.overlap.take(buffer)
+                            previous = sending[-1] if sending else None
+                            sending.append(asyncio.create_task(send(buffer, number, previous)))
+                            if not overlapping:
+                                # No slot free: this part is stored before the next one fills.
+                                await asyncio.gather(*sending)
+                                sending.clear()
                             claim = self.memory.claim(owner.owner_id, upload.chunk_size)
                             buffer = await buffers.enter_async_context(PartBuffer(claim))
                             number += 1
-                if sending is not None:
-                    await sending
+                if sending:
+                    await asyncio.gather(*sending)
             finally:
-                # The part in flight finishes (or fails) before the session is used for anything else.
-                if sending is not None and not sending.done():
-                    await asyncio.gather(sending, return_exceptions=True)
+                self.overlap.leave()
+                # The parts in flight finish (or fail) before the session is used for anything else.
+                if sending:
+                    await asyncio.gather(*sending, return_exceptions=True)
             if checksum is not None:
                 if interrupted is not None:
                     raise interrupted
@@ -274,13 +343,14 @@ class TusService(UploadService):
             tail = buffer.length
             if done:
                 if tail:
-                    unrecorded.append(await self._store_part(upload, buffer, number))
+                    await self._check_head(upload, buffer, number)
+                    unrecorded.append(await self._store_part(upload, buffer, number, database))
                 tail = 0
             elif tail:
                 await self._check_head(upload, buffer, number)
                 with buffer.view() as data:
                     await to_thread.run_sync(self.store.put, tus_tail_key(upload.id), data, TAIL_TYPE)
-            await self._record(upload, token, unrecorded, new_offset, tail)
+            await self._record(upload, token, sorted(unrecorded, key=lambda p: p[0].number), new_offset, tail)
         await self._publish(upload, "chunk", received=new_offset // upload.chunk_size, bytes_received=new_offset)
         record_bytes("tus", received)
         if interrupted is not None:
@@ -304,8 +374,9 @@ class TusService(UploadService):
             else:
                 await self.session.commit()
 
-    async def _store_part(self, upload: UploadSession, buffer: PartBuffer, number: int) -> tuple[PartInfo, str]:
-        await self._check_head(upload, buffer, number)
+    async def _store_part(
+        self, upload: UploadSession, buffer: PartBuffer, number: int, database: asyncio.Lock
+    ) -> tuple[PartInfo, str]:
         with buffer.view() as data:
             sha256 = await to_thread.run_sync(lambda: hashlib.sha256(data).hexdigest())
             try:
@@ -314,20 +385,25 @@ class TusService(UploadService):
                 )
             except StorageError:
                 # A DELETE or expiry that won the race removed the multipart upload: say so, not 503.
-                await self.session.refresh(upload)
+                async with database:
+                    await self.session.refresh(upload)
                 self._ensure_alive(upload)
                 raise
         return part, sha256
 
     async def _check_head(self, upload: UploadSession, buffer: PartBuffer, number: int) -> None:
-        """Detect the type once the first bytes are here (a partial upload is judged as the final one)."""
-        if number != 1 or upload.kind is not None or upload.concat == "partial":
+        """Detect the type once the first bytes are here. A partial upload is judged as the final one:
+        its verdict is only kept, for a final upload that starts with it (no read of the joined file)."""
+        if number != 1 or upload.kind is not None:
             return
         whole = not upload.length_deferred and buffer.length == upload.size
         if buffer.length < HEAD_BYTES and not whole:
             return
         with buffer.view() as data:
             detected = detect(bytes(data[:HEAD_BYTES]), complete=whole and upload.size <= HEAD_BYTES)
+        if upload.concat == "partial":
+            upload.kind, upload.encoding = detected.kind, detected.encoding
+            return
         if detected.kind not in self.settings.allowed_kinds:
             reason = f"this file is not one Sluice accepts; send {ACCEPTED}"
             await self._finish(upload, SessionState.failed, reason)
@@ -544,13 +620,17 @@ class TusService(UploadService):
                 final, f"the partial uploads add up to {size} bytes; the limit is {self.settings.max_file_size} bytes"
             )
             return
+        first = partials[0]
         try:
             await self._join(owner, partials, final.storage_key)
-            head = await to_thread.run_sync(self._head, final.storage_key, size)
+            if first.kind is not None and first.size >= HEAD_BYTES:
+                # The first partial's first bytes are the file's: its verdict is the file's.
+                detected = Detected(first.kind, first.encoding)
+            else:
+                detected = detect(await to_thread.run_sync(self._head, final.storage_key, size), complete=size <= HEAD_BYTES)
         except BaseException:
             await self.session.rollback()
             raise
-        detected = detect(head, complete=size <= HEAD_BYTES)
         if detected.kind not in self.settings.allowed_kinds:
             reason = f"this file is not one Sluice accepts; send {ACCEPTED}"
             await self._fail_final(final, reason, release=partials)
@@ -689,7 +769,7 @@ class TusService(UploadService):
         self._check_length(length)
         if length < upload.offset:
             raise ServiceError(f"Upload-Length {length} is less than the {upload.offset} bytes already received")
-        upload.size, upload.total_chunks, upload.length_deferred = length, self._parts_of(length), False
+        upload.size, upload.total_chunks, upload.length_deferred = length, math.ceil(length / upload.chunk_size), False
 
     async def _lock(self, upload: UploadSession) -> uuid.UUID:
         token = uuid.uuid4()
@@ -763,8 +843,12 @@ class TusService(UploadService):
             return PayloadTooLarge(f"the upload is larger than the limit of {limit} bytes", limit=limit)
         return ServiceError(f"the body goes past Upload-Length ({upload.size} bytes); nothing past it is taken")
 
-    def _parts_of(self, length: int) -> int:
-        return math.ceil(length / self.settings.part_size)
+    def _partial_part_size(self) -> int:
+        """Partial uploads come in groups sent at once (tus-js-client's ``parallelUploads``): parts
+        of S3's minimum size keep a group's memory near one upload's, while the largest file still
+        fits in S3's 10,000 parts."""
+        smallest = -(-math.ceil(self.settings.max_file_size / MAX_CHUNKS) // MiB) * MiB
+        return min(self.settings.part_size, max(MIN_PART, smallest))
 
     async def _job_of(self, upload: UploadSession) -> uuid.UUID | None:
         if upload.file_id is None:

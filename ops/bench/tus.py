@@ -39,7 +39,18 @@ def tus_js_modules() -> Path:
     return prefix / "node_modules"
 
 
-def through_tus(server: ApiServer, key: str, path: str, modules: Path, parallel: int) -> tuple[float, ProcessSampler]:
+def through_tus(
+    server: ApiServer, key: str, path: str, modules: Path, parallel: int, profile: Path | None = None
+) -> tuple[float, ProcessSampler]:
+    spy = None
+    if profile is not None:
+        # Collapsed stacks of the API process (flamegraph.pl or speedscope read them).
+        spy = subprocess.Popen(
+            ["py-spy", "record", "--pid", str(server.process.pid), "--subprocesses", "--idle", "--format", "raw",
+             "--rate", "50", "--output", str(profile / f"api-parallel-{parallel}.txt")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(1)
     with ProcessSampler(server.process.pid) as sampler:
         started = time.perf_counter()
         result = subprocess.run(
@@ -47,6 +58,9 @@ def through_tus(server: ApiServer, key: str, path: str, modules: Path, parallel:
             capture_output=True, text=True, check=False, env={**os.environ, "TUS_JS_MODULES": str(modules)},
         )
         elapsed = time.perf_counter() - started
+    if spy is not None:
+        spy.send_signal(2)
+        spy.wait(60)
     outcome = json.loads(result.stdout.strip().splitlines()[-1]) if result.stdout.strip() else {}
     if not outcome.get("ok"):
         raise SystemExit(f"tus upload failed: {result.stdout} {result.stderr}")
@@ -56,6 +70,7 @@ def through_tus(server: ApiServer, key: str, path: str, modules: Path, parallel:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--profile", type=Path, help="write py-spy profiles of the API to this directory")
     args = parser.parse_args()
     modules = tus_js_modules()
 
@@ -69,8 +84,8 @@ def main() -> None:
         key = new_key(settings)
         server = ApiServer(settings)
         try:
-            single, single_sampler = through_tus(server, key, path, modules, 1)
-            parallel, parallel_sampler = through_tus(server, key, path, modules, 4)
+            single, single_sampler = through_tus(server, key, path, modules, 1, args.profile)
+            parallel, parallel_sampler = through_tus(server, key, path, modules, 4, args.profile)
         finally:
             server.stop()
 
