@@ -16,6 +16,7 @@ export function Chart({
   x,
   series,
   format,
+  axisFormat = format,
   testid,
   integer = false,
   bars = false,
@@ -24,6 +25,8 @@ export function Chart({
   x: number[];
   series: SeriesSpec[];
   format: (v: number) => string;
+  /** Tick labels (short); the legend uses `format`. */
+  axisFormat?: (v: number) => string;
   testid: string;
   /** Counts: ticks only on whole numbers. */
   integer?: boolean;
@@ -54,7 +57,7 @@ export function Chart({
           value: (_u: uPlot, v: number | null) => (v == null ? "–" : format(v)),
         })),
       ],
-      axes: [{}, { values: (_u, splits) => splits.map((v) => format(v)), size: 70, ...(integer ? { incrs: INTEGER_STEPS } : {}) }],
+      axes: [{}, { values: (_u, splits) => splits.map((v) => axisFormat(v)), size: 64, ...(integer ? { incrs: INTEGER_STEPS } : {}) }],
       legend: { live: true },
     };
     const u = new uPlot(opts, [x, ...series.map((s) => s.values)] as uPlot.AlignedData, el);
@@ -66,7 +69,7 @@ export function Chart({
       u.destroy();
       plot.current = null;
     };
-  }, [title, x, series, format, integer, bars]);
+  }, [title, x, series, format, axisFormat, integer, bars]);
 
   const total = series.reduce((sum, s) => sum + s.values.reduce<number>((a, v) => a + (v ?? 0), 0), 0);
   return (

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatByteRate, formatBytes, formatCount, formatDuration, formatPercent, formatRowRate, secondsBetween } from "./format";
+import { formatByteRate, formatCompact, formatBytes, formatCount, formatDuration, formatPercent, formatRowRate, secondsBetween } from "./format";
 
 describe("formatBytes", () => {
   it.each([
@@ -64,4 +64,17 @@ describe("counts and percents", () => {
     expect(secondsBetween(null)).toBeNull();
     expect(secondsBetween("2026-01-01T00:00:00Z", null, Date.parse("2026-01-01T00:00:10Z"))).toBe(10);
   });
+});
+
+describe("formatCompact", () => {
+  it.each([
+    [0, "0"],
+    [950, "950"],
+    [9999, "9999"],
+    [12_000, "12k"],
+    [4_281_312, "4.3M"],
+    [40_000_000, "40M"],
+    [1_200_000_000, "1.2G"],
+    [0.5, "0.5"],
+  ])("%d → %s", (n, s) => expect(formatCompact(n)).toBe(s));
 });

@@ -67,3 +67,14 @@ export function secondsBetween(from: string | null | undefined, to?: string | nu
   if (Number.isNaN(start) || Number.isNaN(end)) return null;
   return Math.max(0, (end - start) / 1000);
 }
+
+/** Axis labels: 950, 12k, 4.3M, 1.2G. */
+export function formatCompact(n: number | null | undefined): string {
+  if (n == null || !Number.isFinite(n)) return "–";
+  const a = Math.abs(n);
+  const fmt = (v: number, unit: string) => `${Number(v.toFixed(v < 10 ? 1 : 0))}${unit}`;
+  if (a >= 1e9) return fmt(n / 1e9, "G");
+  if (a >= 1e6) return fmt(n / 1e6, "M");
+  if (a >= 1e4) return fmt(n / 1e3, "k");
+  return String(Math.round(n * 100) / 100);
+}

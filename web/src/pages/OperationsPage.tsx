@@ -4,7 +4,7 @@ import { Forbidden } from "../components/Forbidden";
 import { Chart, type SeriesSpec } from "../components/Chart";
 import { Badge, ConfirmDialog, ErrorBox, Loading, Pager } from "../components/ui";
 import { api, ApiError, qs } from "../lib/api";
-import { formatBytes, formatCount, formatDateTime, formatPercent } from "../lib/format";
+import { formatBytes, formatCompact, formatCount, formatDateTime, formatPercent } from "../lib/format";
 import type { ActiveUpload, Metrics, Page } from "../lib/types";
 
 const RANGES = [
@@ -72,7 +72,12 @@ function Health({ health }: { health: Metrics["health"] }) {
             <li key={name} className={ok ? "ok" : "bad"} data-testid={`health-${name}`} data-ok={ok}>
               <span className="dot" aria-hidden="true" />
               <strong>{HEALTH_LABELS[name] ?? name}</strong>
-              <span>{ok ? "ok" : value}</span>
+              <span className="health-state">{ok ? "ok" : "failing"}</span>
+              {ok ? null : (
+                <span className="health-reason" title={value}>
+                  {value.length > 160 ? `${value.slice(0, 160)}…` : value}
+                </span>
+              )}
             </li>
           );
         })}
@@ -141,10 +146,10 @@ function Charts({ m }: { m: Metrics }) {
   if (!x.length) return <p className="muted" data-testid="charts-empty">No activity in this range yet.</p>;
   return (
     <section aria-label="Charts" className="charts" data-testid="charts">
-      <Chart title={`Uploads per ${per}`} x={x} series={uploads} format={count} testid="chart-uploads" integer bars />
+      <Chart title={`Uploads per ${per}`} x={x} series={uploads} format={count} axisFormat={formatCompact} testid="chart-uploads" integer bars />
       <Chart title={`Bytes uploaded per ${per}`} x={x} series={volume} format={bytes} testid="chart-bytes" bars />
-      <Chart title={`Rows ingested per ${per}`} x={x} series={rows} format={count} testid="chart-rows" integer bars />
-      <Chart title={`Failures per ${per}`} x={x} series={failures} format={count} testid="chart-failures" integer />
+      <Chart title={`Rows ingested per ${per}`} x={x} series={rows} format={count} axisFormat={formatCompact} testid="chart-rows" integer bars />
+      <Chart title={`Failures per ${per}`} x={x} series={failures} format={count} axisFormat={formatCompact} testid="chart-failures" integer />
     </section>
   );
 }
