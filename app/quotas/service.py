@@ -103,6 +103,11 @@ class QuotaService:
             return incoming
         return dataclasses.replace(incoming, body=_metered(incoming.body, bytes_use))
 
+    async def meter(self, owner_id: uuid.UUID, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        """``body`` (of a length not declared up front), stopped with a refusal once it passes the bytes quota."""
+        bytes_use = await self._check(owner_id, "bytes", 0)
+        return body if bytes_use is None else _metered(body, bytes_use)
+
     async def admit_session(self, owner_id: uuid.UUID, size: int | None) -> None:
         """Check a new upload session (chunked or tus; ``size`` unknown for a deferred tus length)."""
         await self._check(owner_id, "sessions", 1)

@@ -186,6 +186,8 @@ class TusService(UploadService):
         if upload.concat == "final":
             raise Forbidden(f"upload {upload.id} is a final (concatenated) upload; it takes no PATCH")
         self._ensure_alive(upload)
+        if upload.length_deferred:
+            body = await QuotaService(self.session, self.settings).meter(owner.owner_id, body)
         token = await self._lock(upload)
         try:
             upload = await self._tus(owner, upload_id)

@@ -251,3 +251,25 @@ async def test_the_cli_sets_and_shows_an_owners_quota(
     assert (await http.get("/api/v1/me")).json()["quotas"]["bytes"]["limit"] is None
     bad = sluice(settings, "owners", "quota", str(owner_id), "--files", "lots")
     assert bad.returncode == 2 and "--files" in bad.stderr
+
+
+async def test_a_tus_upload_of_deferred_length_is_stopped_at_the_bytes_quota(
+    owner: tuple[httpx.AsyncClient, uuid.UUID], admin_client: httpx.AsyncClient, resources: Resources
+) -> None:
+    http, owner_id = owner
+    await set_quota(admin_client, owner_id, bytes=100_000)
+    created = await http.post("/api/v1/tus/", headers=TUS | {"Upload-Defer-Length": "1", "Upload-Metadata": ""})
+    assert created.status_code == 201, created.text
+    path = httpx.URL(created.headers["location"]).path
+    body = {**TUS, "Content-Type": "application/offset+octet-stream"}
+    refused = await http.patch(path, content=rows(300_000), headers=body | {"Upload-Offset": "0"})
+    refusal(refused, 413, "bytes", 100_000, 0)
+    # What arrived within the quota is kept (tus resumes from it); not a byte more.
+    offset = int((await http.head(path, headers=TUS)).headers["upload-offset"])
+    assert offset <= 100_000
+    assert (await http.get("/api/v1/me")).json()["quotas"]["bytes"] == {"limit": 100_000, "used": offset}
+    more = await http.patch(path, content=rows(200_000)[offset:], headers=body | {"Upload-Offset": str(offset)})
+    refusal(more, 413, "bytes", 100_000, offset)
+    assert (await http.delete(path, headers=TUS)).status_code == 204
+    assert objects_of(resources, owner_id) == []
+    assert (await http.get("/api/v1/me")).json()["quotas"]["bytes"]["used"] == 0
