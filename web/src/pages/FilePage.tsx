@@ -8,6 +8,7 @@ import { isTerminal } from "../lib/jobProgress";
 import { buildOptions, CAST_TYPES, type ColumnChoice, type ReprocessForm } from "../lib/reprocess";
 import type { FileRecord, JobRecord, Page, RejectPage, RowsPage } from "../lib/types";
 import { useJobStream } from "../useJobStream";
+import { usePageTitle } from "../usePageTitle";
 import { Badge, ConfirmDialog, ErrorBox, JobLive, Loading, Pager } from "../components/ui";
 
 const ROWS_LIMIT = 50;
@@ -40,6 +41,8 @@ export function FilePage() {
       navigate("/files");
     },
   });
+
+  usePageTitle(file.data?.filename ?? "File");
 
   const refresh = () => {
     client.invalidateQueries({ queryKey: ["file", fileId] });
@@ -447,7 +450,7 @@ function Reprocess({ file, disabled, onQueued }: { file: FileRecord; disabled: b
 
   return (
     <section className="card" aria-labelledby="reprocess-title">
-      <h2 id="reprocess-title">Process again</h2>
+      <h2 id="reprocess-title">{file.job_id ? "Process again" : "Process into a table"}</h2>
       <form onSubmit={submit} data-testid="reprocess-form">
         <div className="filters">
           {!xlsx ? (
@@ -537,7 +540,7 @@ function Reprocess({ file, disabled, onQueued }: { file: FileRecord; disabled: b
         {queue.isSuccess ? <p className="alert alert-info" role="status">Queued. Progress shows above.</p> : null}
         <div className="actions">
           <button type="submit" className="primary" disabled={disabled || queue.isPending || built.problems.length > 0} data-testid="reprocess-submit">
-            {queue.isPending ? "Queuing…" : "Process again"}
+            {queue.isPending ? "Queuing…" : file.job_id ? "Process again" : "Process"}
           </button>
           {disabled ? <span className="muted small">A job is running for this file.</span> : null}
           <span className="muted small">The current table stays readable until the new job completes.</span>

@@ -5,6 +5,7 @@ import { api, ApiError, qs } from "../lib/api";
 import { formatBytes, formatCount, formatDateTime } from "../lib/format";
 import { downloadFile } from "../lib/download";
 import type { FileRecord, Page } from "../lib/types";
+import { usePageTitle } from "../usePageTitle";
 import { Badge, ConfirmDialog, ErrorBox, Loading, Pager } from "../components/ui";
 
 const LIMIT = 25;
@@ -14,6 +15,7 @@ export const STATUSES = ["", "stored", "receiving", "failed", "deleted"];
 export const KINDS = ["", "csv", "tsv", "xlsx", "other"];
 
 export function FilesPage() {
+  usePageTitle("Files");
   const [params, setParams] = useSearchParams();
   const status = params.get("status") ?? "";
   const kind = params.get("kind") ?? "";

@@ -6,6 +6,7 @@ import { Badge, ConfirmDialog, ErrorBox, Loading, Pager } from "../components/ui
 import { api, ApiError, qs } from "../lib/api";
 import { formatBytes, formatCompact, formatCount, formatDateTime, formatPercent } from "../lib/format";
 import type { ActiveUpload, Metrics, Page } from "../lib/types";
+import { usePageTitle } from "../usePageTitle";
 
 const RANGES = [
   ["24h", "24 hours"],
@@ -16,6 +17,7 @@ const REFRESH_MS = 30_000;
 const HEALTH_LABELS: Record<string, string> = { postgres: "PostgreSQL", redis: "Redis", storage: "Object store", workers: "Workers" };
 
 export default function OperationsPage() {
+  usePageTitle("Operations");
   const [range, setRange] = useState<string>("24h");
   const metrics = useQuery({
     queryKey: ["metrics", range],

@@ -1,8 +1,10 @@
 import { useState, type FormEvent } from "react";
 import { useAuth } from "../auth";
 import { ApiError } from "../lib/api";
+import { usePageTitle } from "../usePageTitle";
 
 export function SignInPage() {
+  usePageTitle("Sign in");
   const { signIn, signedOutReason } = useAuth();
   const [key, setKey] = useState("");
   const [remember, setRemember] = useState(false);

@@ -15,6 +15,7 @@ import { isTerminal } from "../lib/jobProgress";
 import type { FileRecord, JobRecord, UploadSession, WebConfig } from "../lib/types";
 import { tusChunkSize, tusUploadId, uploadErrorDetail } from "../lib/uploadErrors";
 import { useJobStream } from "../useJobStream";
+import { usePageTitle } from "../usePageTitle";
 import { Badge, ConfirmDialog, ErrorBox, JobLive, Loading, ProgressBar } from "../components/ui";
 
 type Meta = { filename?: string; filetype?: string; process?: string; [k: string]: unknown };
@@ -49,6 +50,7 @@ function loadResults(): Record<string, Stored> {
 }
 
 export default function UploadPage() {
+  usePageTitle("Upload");
   const config = useQuery({
     queryKey: ["web-config"],
     queryFn: () => api<WebConfig>("/api/v1/web/config", { key: null }),
