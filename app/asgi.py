@@ -28,7 +28,6 @@ from app.files.routing import filename_segment_middleware
 from app.idle import idle_body_timeout
 from app.jobs.controller import JobController
 from app.keys.controller import KeyController
-from app.logs import configure_logging
 from app.metrics import metrics, metrics_lifespan, observe_refusals
 from app.me.controller import me
 from app.openapi import document_app, openapi_config
@@ -40,6 +39,7 @@ from app.tus.controller import TusController
 from app.uploads.controller import UploadController
 from app.web.controller import WebConfigController, WebController
 from app.web.docs import docs_router, render_plugins
+from db.logs import configure_logging
 from db.settings import Settings
 
 TUS_REQUEST_HEADERS = [

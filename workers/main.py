@@ -6,7 +6,7 @@ import sys
 
 from dramatiq.cli import main as dramatiq_main
 
-from app.logs import configure_logging
+from db.logs import configure_logging
 
 
 def main() -> int:

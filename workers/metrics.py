@@ -25,6 +25,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 from redis import Redis
 
+from db.logs import json_lines
 from db.settings import Settings
 from workers.broker import enqueued_at, queue_key
 from workers.contracts import PROCESS_QUEUE
@@ -207,8 +208,6 @@ class WorkerMetrics(Prometheus):
 
 def serve_metrics() -> int:
     """The metrics server; Dramatiq runs it in a fork of the main process."""
-    from app.logs import json_lines
-
     json_lines()
     settings = Settings.from_env()
     folder = metrics_folder()

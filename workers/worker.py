@@ -9,7 +9,7 @@ import os
 
 from dramatiq.middleware import AsyncIO
 
-from app.logs import json_lines
+from db.logs import json_lines
 from db.settings import Settings
 from workers.broker import setup_broker
 from workers.middleware import WorkerResources, metrics_folder
