@@ -22,6 +22,7 @@ from db.models import File, FileStatus, SessionState, UploadSession
 from db.settings import Settings
 from db.storage import ObjectStore, StorageError, tus_tail_key
 from workers.contracts import MAINTENANCE_QUEUE, UploadEvent, upload_channel
+from workers.metrics import record_uploads_ended
 from workers.middleware import current_clients
 from workers.progress import publish
 
@@ -76,6 +77,8 @@ async def expire_sessions(
                 closed.append(upload)
             await session.commit()
         expired += len(closed)
+        for upload in closed:
+            record_uploads_ended("tus" if upload.protocol == "tus" else "chunked", "expired")
         if redis is not None:
             for upload in closed:
                 await _announce(redis, settings, upload)
@@ -287,6 +290,7 @@ async def sweep_stalled_uploads() -> None:
     """Fail single-shot uploads that stopped moving, then release what the store owes."""
     clients = current_clients()
     stalled = await fail_stalled_files(clients.sessionmaker, clients.settings)
+    record_uploads_ended("single", "failed", stalled)
     released = await release_owed(clients.sessionmaker, clients.store)
     if stalled or released:
         log.info("swept uploads", extra={"stalled_files": stalled, "released": released})

@@ -50,11 +50,21 @@ JOBS = Counter("sluice_jobs", "Jobs that ended, by final state (completed, faile
 ROWS_STORED = Counter("sluice_rows_stored", "Rows stored by completed jobs.", ["kind"])
 ROWS_REJECTED = Counter("sluice_rows_rejected", "Rows rejected (kept with their reasons) by completed jobs.", ["kind"])
 SCANS = Counter("sluice_scans", "Malware scans, by outcome (clean, infected, error).", ["outcome"])
+UPLOADS_ENDED = Counter(
+    "sluice_uploads",
+    "Uploads the sweepers ended: sessions expired, single-shot uploads failed when they stalled (the API counts the rest).",
+    ["route", "outcome"],
+)
 
 
 def record_scan(outcome: str) -> None:
     """A file was scanned: ``clean``, ``infected`` or ``error`` (the scanner could not be used)."""
     SCANS.labels(outcome).inc()
+
+
+def record_uploads_ended(route: str, outcome: str, count: int = 1) -> None:
+    if count:
+        UPLOADS_ENDED.labels(route, outcome).inc(count)
 
 
 def _elapsed(run: JobRun) -> float:

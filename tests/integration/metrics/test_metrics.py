@@ -6,23 +6,26 @@ import asyncio
 import hashlib
 import json
 import time
+import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import dramatiq
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
-
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from app.auth import hash_key
 from app.resources import Resources
-from db.models import ApiKey
+from db.models import ApiKey, File, FileStatus, UploadSession
 from db.settings import Settings
 from tests.integration.jobs.conftest import Worker, wait_job
 from tests.integration.metrics.conftest import TOKEN, LoggedApi
 from tests.support.servers import free_port
+from workers.broker import make_broker
+from workers.contracts import MAINTENANCE_QUEUE
 
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 CSV = b"a,b\n1,2\n3\n4,5\n"
 """Two rows stored, one rejected (it has one field of two)."""
 
@@ -251,3 +254,44 @@ async def test_several_api_processes_answer_for_all_with_a_multiprocess_folder(
         assert value(text, "sluice_uploads_total", route="single", outcome="stored") == uploads
         assert value(text, "sluice_upload_received_bytes_total", route="single") == uploads * len(CSV)
         assert value(text, "sluice_dependency_up", dependency="redis") == 1
+
+
+async def test_the_workers_count_the_uploads_their_sweepers_end(
+    metrics_settings: Settings,
+    start_api: Callable[..., LoggedApi],
+    start_worker: Callable[..., tuple[Worker, int]],
+    key: str,
+    resources: Resources,
+) -> None:
+    api = start_api(metrics_settings)
+    _, port = start_worker(metrics_settings)
+    async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+        created = await client.post("/api/v1/uploads", json={"filename": "idle.csv", "size": 10_000_000, "process": False})
+        assert created.status_code == 201, created.text
+        stored = await client.put("/api/v1/files/stalled.csv", params={"process": "false"}, content=CSV)
+        assert stored.status_code == 201, stored.text
+    # An idle session past its expiry, and a single-shot upload whose API process stopped mid-body.
+    async with resources.sessionmaker() as session:
+        await session.execute(
+            update(UploadSession)
+            .where(UploadSession.id == uuid.UUID(created.json()["id"]))
+            .values(expires_at=datetime.now(UTC) - timedelta(minutes=1))
+        )
+        await session.execute(
+            update(File)
+            .where(File.id == uuid.UUID(stored.json()["id"]))
+            .values(status=FileStatus.receiving, touched_at=datetime.now(UTC) - timedelta(hours=1))
+        )
+        await session.commit()
+    broker = make_broker(metrics_settings)
+    for actor in ("expire_upload_sessions", "sweep_stalled_uploads"):
+        broker.enqueue(dramatiq.Message(queue_name=MAINTENANCE_QUEUE, actor_name=actor, args=(), kwargs={}, options={}))
+
+    def swept(text: str) -> bool:
+        return value(text, "sluice_uploads_total", route="single", outcome="failed") == 1 and (
+            value(text, "sluice_uploads_total", route="chunked", outcome="expired") == 1
+        )
+
+    text = await scrape_until(f"http://127.0.0.1:{port}/metrics", swept, timeout=60)
+    assert value(text, "sluice_uploads_total", route="chunked", outcome="expired") == 1
+    assert value(text, "sluice_uploads_total", route="single", outcome="failed") == 1
