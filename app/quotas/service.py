@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.errors import Conflict, PayloadTooLarge, ServiceError
 from app.metrics import record_quota_refusal
 from db.models import File, FileStatus, Job, JobState, OwnerQuota, SessionState, UploadSession
+from db.models.files import HOLDS_OBJECT
 from db.settings import Settings, parse_size
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ class QuotaService:
     async def _used(self, owner_id: uuid.UUID, quota: str) -> int:
         if quota == "bytes":
             stored = select(func.coalesce(func.sum(File.size), 0)).where(
-                File.owner_id == owner_id, File.status == FileStatus.stored
+                File.owner_id == owner_id, File.status.in_(HOLDS_OBJECT)
             )
             # An open session's declared size is spoken for; a deferred tus length counts what arrived.
             reserved = select(func.coalesce(func.sum(func.greatest(UploadSession.size, UploadSession.offset)), 0)).where(
@@ -138,7 +139,7 @@ class QuotaService:
             )
             return int(await self.session.scalar(stored) or 0) + int(await self.session.scalar(reserved) or 0)
         if quota == "files":
-            where = [File.owner_id == owner_id, File.status.in_((FileStatus.stored, FileStatus.receiving))]
+            where = [File.owner_id == owner_id, File.status.in_(HOLDS_OBJECT | {FileStatus.receiving})]
             return int(await self.session.scalar(select(func.count()).select_from(File).where(*where)) or 0)
         if quota == "sessions":
             where = [UploadSession.owner_id == owner_id, UploadSession.state == SessionState.receiving]
