@@ -295,3 +295,28 @@ async def test_the_workers_count_the_uploads_their_sweepers_end(
     text = await scrape_until(f"http://127.0.0.1:{port}/metrics", swept, timeout=60)
     assert value(text, "sluice_uploads_total", route="chunked", outcome="expired") == 1
     assert value(text, "sluice_uploads_total", route="single", outcome="failed") == 1
+
+
+async def test_open_event_streams_are_counted_while_they_are_open(
+    metrics_settings: Settings, start_api: Callable[..., LoggedApi], key: str
+) -> None:
+    api = start_api(metrics_settings)
+
+    async def watchers() -> float | None:
+        return value((await scrape(f"{api.url}/metrics")).text, "sluice_event_watchers")
+
+    async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
+        created = await client.post("/api/v1/uploads", json={"filename": "watched.csv", "size": 1000})
+        assert created.status_code == 201, created.text
+        streams = [client.stream("GET", f"/api/v1/uploads/{created.json()['id']}/events") for _ in range(3)]
+        opened = [await stream.__aenter__() for stream in streams]
+        for response in opened:
+            assert response.status_code == 200
+            assert "event: snapshot" in await anext(response.aiter_text())
+        assert await watchers() == 3
+        for stream in streams:
+            await stream.__aexit__(None, None, None)
+        deadline = time.monotonic() + 10
+        while await watchers() != 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        assert await watchers() == 0
