@@ -65,7 +65,7 @@ class MetricsService:
         cards = MetricsCards(
             files_today=sum(p.uploads for p in series if p.hour >= today),
             bytes_today=sum(p.bytes for p in series if p.hour >= today),
-            upload_success_rate=round(uploads / (uploads + failures), 4) if uploads + failures else None,
+            upload_success_rate=uploads / (uploads + failures) if uploads + failures else None,
             median_upload_mib_s=await self._median_speed(start),
             rows_ingested=sum(point.rows for point in series),
             jobs_by_state=jobs,
@@ -93,7 +93,7 @@ class MetricsService:
         median = await self.session.scalar(
             select(speed).where(File.stored_at >= start, File.duration_ms > 0, File.size > 0)
         )
-        return None if median is None else round(float(median), 2)
+        return None if median is None else float(median)
 
     async def _queue_depth(self) -> int:
         return int(await self.resources.redis.llen(queue_key(self.resources.settings, PROCESS_QUEUE)))
