@@ -24,6 +24,7 @@ import hmac
 import logging
 import math
 import mimetypes
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -123,6 +124,8 @@ class TusService(UploadService):
     ) -> None:
         super().__init__(session, store, settings, redis, jobs, memory)
         self.overlap = overlap
+        self._gzip_seen: dict[uuid.UUID, bool] = {}
+        """Whether the first bytes were gzip, for uploads whose first part passed through this request."""
 
     async def begin(self, owner: Principal, spec: Creation) -> TusState:
         if spec.final_of is not None:
@@ -403,6 +406,7 @@ class TusService(UploadService):
             return
         with buffer.view() as data:
             detected = detect(bytes(data[:HEAD_BYTES]), complete=whole and upload.size <= HEAD_BYTES)
+        self._gzip_seen[upload.id] = detected.gzip
         if upload.concat == "partial":
             upload.kind, upload.encoding = detected.kind, detected.encoding
             return
@@ -623,8 +627,13 @@ class TusService(UploadService):
             )
             return
         first = partials[0]
+        started = time.monotonic()
         try:
             await self._join(owner, partials, final.storage_key)
+            log.info(
+                "tus partial uploads joined",
+                extra={"upload_id": str(final.id), "size": size, "join_ms": round((time.monotonic() - started) * 1000)},
+            )
             if first.kind is not None and first.size >= HEAD_BYTES:
                 # The first partial's first bytes are the file's: its verdict is the file's.
                 detected = Detected(first.kind, first.encoding)
@@ -754,6 +763,11 @@ class TusService(UploadService):
         finally:
             stream.close()
             stream.release_conn()  # type: ignore[attr-defined]
+
+    def _gzipped(self, upload: UploadSession) -> bool:
+        """What the first part showed when it passed through this request; else a read of the file's first bytes."""
+        seen = self._gzip_seen.get(upload.id)
+        return super()._gzipped(upload) if seen is None else seen
 
     def _head(self, key: str, size: int) -> bytes:
         stream = self.store.open(key, 0, min(size, HEAD_BYTES))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import gzip
 import hashlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -391,3 +392,15 @@ async def test_filetype_metadata_is_the_stored_objects_type_and_a_bad_one_answer
     )
     assert refused.status_code == 422
     assert "media type" in refused.json()["detail"]
+
+
+async def test_a_gzipped_csv_is_stored_as_gzip_in_one_patch_or_several(client: httpx.AsyncClient) -> None:
+    data = gzip.compress(csv_bytes(300_000))
+    for cuts in ([0, len(data)], [0, 70_000, len(data)]):
+        path = await create(client, len(data), filename="rows.csv.gz")
+        for a, b in zip(cuts, cuts[1:]):
+            answer = await send(client, path, a, data[a:b])
+            assert answer.status_code == 204, answer.text
+        record = (await client.get(f"/api/v1/files/{answer.headers['sluice-file-id']}")).json()
+        assert record["kind"] == "csv" and record["content_type"] == "application/gzip", record
+        assert await stored(client, record["id"]) == data
