@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -10,7 +12,7 @@ import pytest
 
 from app.resources import Resources
 from tests.integration.keys.support import client_for, new_key
-from tests.support.servers import ApiServer
+from tests.support.servers import REPO, ApiServer, settings_env
 
 GENERAL, UPLOADS = 5, 8
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -78,3 +80,20 @@ async def test_the_upload_budget_covers_single_shot_chunks_and_tus(
         assert (await b.patch(httpx.URL(tus.headers["location"]).path, content=b"x", headers=TUS | {"Upload-Offset": "8", "Content-Type": "application/offset+octet-stream"})).status_code == 429
         # The general budget is its own: reading still works.
         assert (await b.get(f"/api/v1/uploads/{session['id']}")).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("SLUICE_RATE_LIMIT", "fast", "600/minute"),
+        ("SLUICE_UPLOAD_RATE_LIMIT", "0/minute", "600/minute"),
+        ("SLUICE_QUOTA_BYTES", "lots", "500GiB"),
+        ("SLUICE_QUOTA_JOBS", "-1", "10000"),
+    ],
+)
+def test_a_mistyped_limit_stops_every_command_at_start_up(resources: Resources, name: str, value: str, says: str) -> None:
+    env = settings_env(resources.settings) | {name: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "keys", "list"], env=env, cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2 and name in done.stderr and says in done.stderr, done.stderr
