@@ -22,9 +22,12 @@ from app.files.service import FileService, Incoming, check_sha256, served_type
 from app.jobs.controller import provide_job_service
 from app.openapi import errors
 from app.params import Offset
-from db.models import FileStatus
+from db.models import FileKind, FileStatus
 from db.settings import Settings
 from db.storage import ObjectStore
+
+MAX_QUERY_CHARS = 200
+"""A search longer than any sensible name costs a scan for nothing."""
 
 
 def provide_file_service(db_session: AsyncSession, store: ObjectStore, settings: Settings, state: State) -> FileService:
@@ -76,8 +79,18 @@ class FileController(Controller):
         offset: Offset = 0,
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
         status: Annotated[FileStatus | None, Parameter(description="only files in this status (default: all but deleted)")] = None,
+        kind: Annotated[FileKind | None, Parameter(description="only files of this kind")] = None,
+        q: Annotated[
+            str | None,
+            Parameter(
+                max_length=MAX_QUERY_CHARS,
+                description=f"only files whose name or original name contains this text, any case, taken literally (at most {MAX_QUERY_CHARS} characters)",
+            ),
+        ] = None,
     ) -> FilePage:
-        items, total = await files.list(principal, offset=offset, limit=limit, status=status)
+        if q and "\x00" in q:
+            raise Unprocessable("query parameter 'q' must not contain a NUL character")
+        items, total = await files.list(principal, offset=offset, limit=limit, status=status, kind=kind, q=q)
         jobs = await files.latest_jobs(items)
         estimates = await files.estimates(items, jobs)
         records = [FileRecord.of(f, jobs.get(f.id), estimates.get(f.id)) for f in items]

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from anyio import to_thread
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
@@ -235,10 +235,23 @@ class FileService:
         return await file_estimates(self.session, files, latest_jobs)
 
     async def list(
-        self, owner: Principal, *, offset: int, limit: int, status: FileStatus | None
+        self,
+        owner: Principal,
+        *,
+        offset: int,
+        limit: int,
+        status: FileStatus | None,
+        kind: FileKind | None = None,
+        q: str | None = None,
     ) -> tuple[list[File], int]:
+        """``q`` matches a substring of the name or the original name, any case; ``%``, ``_`` and
+        ``\\`` in it are literal (``autoescape``)."""
         where = [File.owner_id == owner.owner_id]
         where.append(File.status == status if status else File.status != FileStatus.deleted)
+        if kind:
+            where.append(File.kind == kind)
+        if q:
+            where.append(or_(File.filename.icontains(q, autoescape=True), File.original_filename.icontains(q, autoescape=True)))
         total = await self.session.scalar(select(func.count()).select_from(File).where(*where)) or 0
         rows = await self.session.scalars(
             select(File).where(*where).order_by(File.created_at.desc(), File.id).offset(offset).limit(limit)
