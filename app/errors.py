@@ -7,6 +7,9 @@ from typing import Any
 
 from litestar import MediaType, Request, Response
 from litestar.exceptions import HTTPException, ValidationException
+from redis.exceptions import ConnectionError as RedisConnectionError
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from db.storage import ObjectMissing, StorageError
 
@@ -59,6 +62,10 @@ class Unavailable(ServiceError):
 RETRY_AFTER = 30
 """Seconds a 503 tells the client to wait (``Retry-After``) before it tries again."""
 STORAGE_UNAVAILABLE = f"the object store is unavailable; retry in {RETRY_AFTER} s"
+DATABASE_UNAVAILABLE = f"the database is unavailable or has no free connection; retry in {RETRY_AFTER} s"
+DEPENDENCY_UNAVAILABLE = f"a service Sluice needs (database, Redis or object store) cannot be reached; retry in {RETRY_AFTER} s"
+UNAVAILABLE_SQLSTATES = ("08", "53", "57P")
+"""Connection exceptions, insufficient resources (too many clients) and a server shutting down."""
 
 
 def _json(status: int, detail: str, extra: dict[str, Any] | None = None) -> Response[dict[str, Any]]:
@@ -79,6 +86,28 @@ def storage_error_handler(request: Request, exc: StorageError) -> Response[dict[
         return _json(410, "the file's bytes are missing from the object store (it lost them); upload the file again")
     log.error("object store failure on %s %s: %s", request.method, request.url.path, exc)
     return _json(503, STORAGE_UNAVAILABLE)
+
+
+def database_error_handler(request: Request, exc: DBAPIError | PoolTimeout) -> Response[dict[str, Any]]:
+    """A database that cannot be reached or is out of connections is a 503 the client can retry."""
+    if isinstance(exc, PoolTimeout) or _unreachable(exc):
+        log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return _json(503, DATABASE_UNAVAILABLE)
+    return internal_error_handler(request, exc)
+
+
+def _unreachable(exc: DBAPIError) -> bool:
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or ""
+    cause = exc.orig.__cause__ if exc.orig is not None else None
+    return sqlstate.startswith(UNAVAILABLE_SQLSTATES) or isinstance(cause, OSError)
+
+
+def connection_error_handler(request: Request, exc: ConnectionError | RedisConnectionError) -> Response[dict[str, Any]]:
+    """A refused or dropped connection to a dependency (raised unwrapped by asyncpg and redis)."""
+    log.error("dependency unreachable on %s %s: %r", request.method, request.url.path, exc)
+    return _json(503, DEPENDENCY_UNAVAILABLE)
 
 
 def http_error_handler(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
@@ -115,6 +144,10 @@ def internal_error_handler(request: Request, exc: Exception) -> Response[dict[st
 EXCEPTION_HANDLERS = {
     ServiceError: service_error_handler,
     StorageError: storage_error_handler,
+    DBAPIError: database_error_handler,
+    PoolTimeout: database_error_handler,
+    ConnectionError: connection_error_handler,
+    RedisConnectionError: connection_error_handler,
     ValidationException: validation_error_handler,
     HTTPException: http_error_handler,
     Exception: internal_error_handler,
