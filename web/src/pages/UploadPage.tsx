@@ -232,7 +232,12 @@ function Uploader({ config }: { config: WebConfig }) {
     }
     if (picker.current) picker.current.value = "";
   };
-  const setProcess = (file: SFile, on: boolean) => uppy?.setFileMeta(file.id, { process: on ? "true" : "false" });
+  const setProcess = (file: SFile, on: boolean) => {
+    if (!uppy) return;
+    uppy.setFileMeta(file.id, { process: on ? "true" : "false" });
+    // Re-render in this event, not on the next frame: a controlled checkbox must not flip back.
+    setFiles(uppy.getFiles());
+  };
   const ghosts = files.filter((f) => f.isGhost).length;
   const fresh = files.filter((f) => !f.progress.uploadStarted).length;
   const start = () => {
