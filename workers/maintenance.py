@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import dramatiq
@@ -96,12 +97,18 @@ async def _free_partials(session: AsyncSession, final: UploadSession) -> None:
     )
 
 
-async def _release_tus(store: ObjectStore, upload: UploadSession) -> None:
-    """What a closed tus upload may still owe the store: its tail object, and the object of a
-    partial upload that was joined or terminated while the store was down."""
+async def _release_tus(session: AsyncSession, store: ObjectStore, upload: UploadSession) -> None:
+    """What a closed tus upload may still owe the store: its tail object, the object of a partial
+    upload that was joined or terminated, and the joined file of a final upload that was refused,
+    while the store was down."""
     await asyncio.to_thread(store.delete, tus_tail_key(upload.id))
     upload.tail_size = 0
-    if upload.concat == "partial" and (upload.concat_of is not None or upload.state != SessionState.completed):
+    joined = False
+    if upload.concat == "partial" and upload.concat_of is not None:
+        # Claimed by a final upload: its object goes once that one is joined (or refused), not before.
+        final = await session.get(UploadSession, uuid.UUID(upload.concat_of))
+        joined = final is None or final.state != SessionState.receiving
+    if (upload.concat is not None and upload.state != SessionState.completed) or joined:
         await asyncio.to_thread(store.delete, upload.storage_key)
 
 
@@ -205,7 +212,7 @@ async def release_owed(sessionmaker: async_sessionmaker[AsyncSession], store: Ob
                     if upload.s3_upload_id:
                         await asyncio.to_thread(store.abort, upload.storage_key, upload.s3_upload_id)
                     if upload.protocol == "tus":
-                        await _release_tus(store, upload)
+                        await _release_tus(session, store, upload)
                     upload.abort_pending = False
                     await session.commit()
                     released += 1

@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from app.resources import Resources
 from db.models import Job, UploadSession
 from tests.integration.tus.conftest import TUS, MiB, create, csv_bytes, metadata, send, stored
-from workers.maintenance import expire_sessions
+from workers.maintenance import expire_sessions, release_owed
 
 
 async def _partial(client: httpx.AsyncClient, data: bytes) -> str:
@@ -280,3 +280,23 @@ async def test_a_final_that_a_partial_is_late_for_lives_while_the_partial_moves(
     async with resources.sessionmaker() as session:
         waiting = await session.get_one(UploadSession, _id(location))
     assert waiting.expires_at > soon + timedelta(minutes=10)
+
+
+async def test_the_sweeper_keeps_a_claimed_partials_object_until_its_final_is_joined(
+    client: httpx.AsyncClient, resources: Resources
+) -> None:
+    data = csv_bytes(3000)
+    first = await _partial(client, data[:1000])
+    second = await create(client, len(data) - 1000, extra={"Upload-Concat": "partial"})
+    final = await _final(client, [first, second])
+    # As if the first partial's tail could not be deleted when it completed (S3 was down then).
+    async with resources.sessionmaker() as session:
+        await session.execute(update(UploadSession).where(UploadSession.id == _id(first)).values(abort_pending=True))
+        await session.commit()
+        key = (await session.get_one(UploadSession, _id(first))).storage_key
+    assert await release_owed(resources.sessionmaker, resources.store) >= 1
+    assert resources.store.stat(key) is not None
+    assert (await send(client, second, 0, data[1000:])).status_code == 204
+    head = await client.head(httpx.URL(final.headers["location"]).path, headers=TUS)
+    assert await stored(client, head.headers["sluice-file-id"]) == data
+    assert resources.store.stat(key) is None
