@@ -34,16 +34,28 @@ def idle_body_timeout(timeout: float) -> type:
                     message = {**message, "headers": [*message.get("headers", []), (b"connection", b"close")]}
                 await send(message)
 
-            await self.app(scope, body.receive, send_closing)
+            try:
+                await self.app(scope, body.receive, send_closing)
+            finally:
+                body.stop()
 
     return IdleBodyTimeout
 
 
 class _Body:
+    """One timer per request, not one per body message (a GiB arrives in some 16,000 of them): each
+    receive notes when it started waiting, and the timer, when due, either cancels a receive that has
+    waited the whole timeout or sets itself again for the one waiting now."""
+
     def __init__(self, receive: Receive, timeout: float) -> None:
         self._receive = receive
         self._timeout = timeout
         self._done = False
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiting: asyncio.Task[object] | None = None
+        self._since = 0.0
+        self._cancelling = 0
         self.timed_out = False
 
     async def receive(self) -> Message:
@@ -52,15 +64,41 @@ class _Body:
             return await self._receive()
         if self.timed_out:
             raise self._error()
+        task = self._waiting = asyncio.current_task()
+        self._since = self._loop.time()
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._since + self._timeout, self._due)
         try:
-            async with asyncio.timeout(self._timeout):
-                message = await self._receive()
-        except TimeoutError:
-            self.timed_out = True
-            raise self._error() from None
+            message = await self._receive()
+        except asyncio.CancelledError:
+            # Ours (and nobody else's pending) only if the timer fired for this receive.
+            if self.timed_out and task is not None and task.uncancel() <= self._cancelling:
+                raise self._error() from None
+            raise
+        finally:
+            self._waiting = None
         if message["type"] != "http.request" or not message.get("more_body", False):
             self._done = True
+            self.stop()
         return message
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _due(self) -> None:
+        self._timer = None
+        task = self._waiting
+        if task is None:
+            return  # the app is busy, not waiting: the next receive sets the timer again
+        due = self._since + self._timeout
+        if self._loop.time() < due:
+            self._timer = self._loop.call_at(due, self._due)
+            return
+        self.timed_out = True
+        self._cancelling = task.cancelling()
+        task.cancel()
 
     def _error(self) -> RequestTimeout:
         return RequestTimeout(
