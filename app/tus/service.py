@@ -172,7 +172,7 @@ class TusService(UploadService):
         if upload.concat == "final" and self._state(upload) == SessionState.receiving:
             # Normally the request that completes the last partial upload joins; this retries a
             # join the object store refused at that moment.
-            await self._join_quietly(owner, upload.id)
+            await self._join_quietly(owner, upload.id, wait=False)
         return await self._state_with_job(owner, upload_id)
 
     async def patch(
@@ -589,20 +589,26 @@ class TusService(UploadService):
             log.warning("tus join left for a later HEAD", extra={"upload_id": str(final.id), "error": str(exc)})
         return await self._state_with_job(owner, final.id)
 
-    async def _join_quietly(self, owner: Principal, final_id: uuid.UUID) -> None:
-        """Join on behalf of a partial upload's request: the outcome belongs to the final upload
-        (its HEAD tells it), not to the partial upload, which is complete either way."""
+    async def _join_quietly(self, owner: Principal, final_id: uuid.UUID, *, wait: bool = True) -> None:
+        """Join on behalf of another request (a partial upload's, a HEAD): the outcome belongs to
+        the final upload (its HEAD tells it), not to that request."""
         try:
-            await self._join_if_ready(owner, final_id)
+            await self._join_if_ready(owner, final_id, wait=wait)
         except (ServiceError, StorageError) as exc:
             await self.session.rollback()
             log.warning("tus final upload not joined", extra={"upload_id": str(final_id), "error": str(exc)})
 
-    async def _join_if_ready(self, owner: Principal, final_id: uuid.UUID) -> None:
+    async def _join_if_ready(self, owner: Principal, final_id: uuid.UUID, *, wait: bool = True) -> None:
         """Join the final upload's partials once all are complete; fail it when one of them died.
-        Holds the final upload's row lock throughout, so exactly one request joins."""
-        final = await self._tus(owner, final_id, lock=True)
-        if final.state != SessionState.receiving:
+        Holds the final upload's row lock throughout, so exactly one request joins; without
+        ``wait``, a join under way elsewhere is left to finish."""
+        final = await self.session.scalar(
+            select(UploadSession)
+            .where(UploadSession.id == final_id, UploadSession.owner_id == owner.owner_id)
+            .with_for_update(skip_locked=not wait)
+            .execution_options(populate_existing=True)
+        )
+        if final is None or final.state != SessionState.receiving:
             await self.session.commit()
             return
         ids = [uuid.UUID(i) for i in (final.concat_of or "").split()]
