@@ -5,7 +5,9 @@ Run: .venv/bin/python ops/bench/web.py [--size-mib 1024]
 Needs the built app (``cd web && npm ci && npm run build``, or any ``ops/test`` / ``ops/stack`` run)
 and Chromium at /usr/bin/chromium (``apt-get install chromium``; ``SLUICE_BENCH_CHROMIUM`` overrides).
 Prints MiB/s of both, the ratio page/curl (target >= 0.8), the API's peak RSS and CPU seconds per GiB
-during each, and the gzip size of the first page and of each lazily loaded page.
+and the client's CPU seconds per GiB during each; also the same page sending the file as one plain
+``fetch`` PUT (Chromium without Uppy/tus, to tell the two apart); and the gzip size of the first
+page and of each lazily loaded page.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import contextlib
 import gzip
 import os
 import re
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -50,7 +53,8 @@ MAP_DEPS = re.compile(r"__vite__mapDeps=.*?m\.f=\[([^\]]*)\]")
 class Run:
     seconds: float
     api: ProcessSampler
-    browser_cpu: float | None = None
+    client_cpu: dict[str, float]
+    """CPU seconds (user+sys) of the client by process type: Chromium's processes, or curl."""
 
 
 def gz(path: Path) -> int:
@@ -108,19 +112,34 @@ def chromium_pids() -> list[int]:
     ]
 
 
-def cpu_of(pids: list[int]) -> float:
-    total = 0.0
+def cpu_of(pids: list[int]) -> dict[str, float]:
+    """CPU seconds of Chromium's process tree by process type (browser, renderer, utility, ...)."""
+    by_type: dict[str, float] = {}
     for pid in pids:
         with contextlib.suppress(psutil.Error):
             proc = psutil.Process(pid)
             for member in [proc, *proc.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
+                    kind = next((a.split("=", 1)[1] for a in member.cmdline() if a.startswith("--type=")), "browser")
                     times = member.cpu_times()
-                    total += times.user + times.system
-    return total
+                    by_type[kind] = by_type.get(kind, 0.0) + times.user + times.system
+    return by_type
 
 
-async def through_page(browser: Browser, server: ApiServer, key: str, path: str, size: int) -> Run:
+def cpu_spent(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {kind: after[kind] - before.get(kind, 0.0) for kind in after}
+
+
+RAW_PUT = """async ([key, name]) => {
+  const file = document.getElementById("bench-raw").files[0];
+  const url = "/api/v1/files/" + encodeURIComponent(name) + "?process=false";
+  const answer = await fetch(url, { method: "PUT", body: file, headers: { Authorization: "Bearer " + key } });
+  return answer.status;
+}"""
+"""The same file sent by the same page as one plain ``fetch`` PUT: Chromium's own upload speed, without Uppy or tus."""
+
+
+async def through_page(browser: Browser, server: ApiServer, key: str, path: str, size: int) -> tuple[Run, Run]:
     context = await browser.new_context(viewport={"width": 1280, "height": 800})
     context.set_default_timeout(60_000)
     try:
@@ -144,16 +163,30 @@ async def through_page(browser: Browser, server: ApiServer, key: str, path: str,
             await page.get_by_test_id("upload-start").click()
             await stored.or_(failed).wait_for(timeout=budget_ms)
             seconds = time.perf_counter() - started
-            browser_cpu = cpu_of(browsers) - cpu_before
+            uppy = Run(seconds, sampler, cpu_spent(cpu_before, cpu_of(browsers)))
         if await failed.count():
             raise SystemExit(f"the page's upload failed: {await failed.get_by_test_id('upload-error').inner_text()}")
-        return Run(seconds, sampler, browser_cpu)
+
+        raw_input = await page.evaluate_handle(
+            "() => { const i = document.createElement('input'); i.type = 'file'; i.id = 'bench-raw'; document.body.append(i); return i; }"
+        )
+        await raw_input.as_element().set_input_files(path)  # type: ignore[union-attr]
+        with ProcessSampler(server.process.pid) as sampler:
+            cpu_before = cpu_of(browsers)
+            started = time.perf_counter()
+            status = await page.evaluate(RAW_PUT, [key, "bench-fetch.csv"])
+            seconds = time.perf_counter() - started
+            raw = Run(seconds, sampler, cpu_spent(cpu_before, cpu_of(browsers)))
+        if status != 201:
+            raise SystemExit(f"the page's fetch PUT answered {status}")
+        return uppy, raw
     finally:
         await context.close()
 
 
 def through_curl(server: ApiServer, key: str, path: str) -> Run:
     with ProcessSampler(server.process.pid) as sampler:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         started = time.perf_counter()
         result = subprocess.run(
             ["curl", "-sS", "--fail-with-body", "-T", path, "-H", f"Authorization: Bearer {key}",
@@ -161,20 +194,21 @@ def through_curl(server: ApiServer, key: str, path: str) -> Run:
             capture_output=True, text=True, check=False,
         )
         seconds = time.perf_counter() - started
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if result.stdout.strip() != "201":
         raise SystemExit(f"curl upload failed: {result.stdout} {result.stderr}")
-    return Run(seconds, sampler)
+    return Run(seconds, sampler, {"curl": after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime})
 
 
-async def uploads(server: ApiServer, key: str, path: str, size: int) -> tuple[Run, Run]:
+async def uploads(server: ApiServer, key: str, path: str, size: int) -> tuple[Run, Run, Run]:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = await through_page(browser, server, key, path, size)
+            uppy, raw = await through_page(browser, server, key, path, size)
         finally:
             await browser.close()
     curl = await asyncio.to_thread(through_curl, server, key, path)
-    return page, curl
+    return uppy, raw, curl
 
 
 def main() -> None:
@@ -202,22 +236,23 @@ def main() -> None:
         load_before = os.getloadavg()
         server = ApiServer(settings.replace(web_dist=str(dist)))
         try:
-            page, curl = asyncio.run(uploads(server, key, path, size))
+            page, raw, curl = asyncio.run(uploads(server, key, path, size))
         finally:
             server.stop()
         load_after = os.getloadavg()
 
     gib = size / 1024**3
-    page_mibs, curl_mibs = size / MiB / page.seconds, size / MiB / curl.seconds
     print(f"file: {size / MiB:.0f} MiB CSV, S3 endpoint {settings.s3_endpoint}, part size {settings.part_size // MiB} MiB, "
           f"{os.cpu_count()} CPUs, load average {load_before[0]:.1f} before, {load_after[0]:.1f} after")
-    print(f"{'':34}{'MiB/s':>9}{'seconds':>9}{'API peak RSS':>14}{'API CPU s/GiB':>15}")
-    print(f"{'(a) page in Chromium (Uppy, tus)':34}{page_mibs:9.1f}{page.seconds:9.1f}"
-          f"{page.api.peak_rss / MiB:10.1f} MiB{page.api.cpu_seconds / gib:15.2f}")
-    print(f"{'(b) curl -T PUT /api/v1/files':34}{curl_mibs:9.1f}{curl.seconds:9.1f}"
-          f"{curl.api.peak_rss / MiB:10.1f} MiB{curl.api.cpu_seconds / gib:15.2f}")
-    print(f"ratio a/b: {page_mibs / curl_mibs:.2f} (target >= 0.8); Chromium CPU during (a): "
-          f"{(page.browser_cpu or 0) / gib:.2f} s/GiB")
+    print(f"{'':36}{'MiB/s':>8}{'seconds':>9}{'API peak RSS':>14}{'API CPU s/GiB':>15}{'client CPU s/GiB':>18}")
+    runs = [("(a) page in Chromium (Uppy, tus)", page), ("(a') same page, one fetch PUT", raw), ("(b) curl -T PUT /api/v1/files", curl)]
+    for label, run in runs:
+        print(f"{label:36}{size / MiB / run.seconds:8.1f}{run.seconds:9.1f}{run.api.peak_rss / MiB:10.1f} MiB"
+              f"{run.api.cpu_seconds / gib:15.2f}{sum(run.client_cpu.values()) / gib:18.2f}")
+    for label, run in runs[:2]:
+        split = ", ".join(f"{kind} {cpu / gib:.2f}" for kind, cpu in sorted(run.client_cpu.items(), key=lambda kv: -kv[1]) if cpu > 0)
+        print(f"Chromium CPU s/GiB by process during {label.split(' ')[0]}: {split}")
+    print(f"ratio a/b: {curl.seconds / page.seconds:.2f} (target >= 0.8); a'/b: {curl.seconds / raw.seconds:.2f}")
     print(f"\nbundle (gzip -{GZIP_LEVEL})                  raw KiB  gzip KiB  files")
     for label, names, raw, packed in sizes:
         print(f"{label:34}{raw / 1024:9.1f}{packed / 1024:10.1f}  {', '.join(names)}")
