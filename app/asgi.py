@@ -36,6 +36,7 @@ from app.quotas.controller import QuotaController
 from app.quotas.ratelimit import rate_limits
 from app.resources import Resources
 from app.tus.controller import TusController
+from app.unread import close_unread_bodies
 from app.uploads.controller import UploadController
 from app.web.controller import WebConfigController, WebController
 from app.web.docs import docs_router, render_plugins
@@ -118,4 +119,4 @@ def app_from_env() -> ASGIApp:
 
     Litestar middleware runs after routing, so the filename fix-up wraps the whole app.
     """
-    return filename_segment_middleware(observe_refusals(create_app(Settings.from_env())))
+    return close_unread_bodies(filename_segment_middleware(observe_refusals(create_app(Settings.from_env()))))
