@@ -21,6 +21,21 @@ QUOTING = frozenset({"quote_ident", "qualified"})
 CONSTRUCTS = frozenset({"select", "update", "delete", "insert", "pg_insert", "union_all", "exists"})
 """SQLAlchemy statement builders: they quote names themselves."""
 STATEMENT_TYPES = frozenset({"Select", "Update", "Delete", "Insert"})
+
+
+def _statement_builders() -> frozenset[str]:
+    """Functions of ours annotated to return a SQLAlchemy statement (``-> Select[...]``)."""
+    found = set()
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.returns is not None:
+                    if ast.unparse(node.returns).split("[")[0] in STATEMENT_TYPES:
+                        found.add(node.name)
+    return frozenset(found)
+
+
+BUILDERS = _statement_builders()
 ALLOWED = {
     # Column types and the sink's cast expressions, not names: inferred types from a closed set,
     # or a ColumnType literal msgspec checked.
@@ -93,7 +108,7 @@ class SqlSplices(ast.NodeVisitor):
         """A SQLAlchemy statement (``select(...).where(...)``, or a name holding one), not text."""
         while isinstance(node, ast.Call | ast.Attribute):
             node = node.func if isinstance(node, ast.Call) else node.value
-            if isinstance(node, ast.Name) and node.id in CONSTRUCTS:
+            if isinstance(node, ast.Name) and (node.id in CONSTRUCTS or node.id in BUILDERS):
                 return True
         if not isinstance(node, ast.Name) or depth > 8:
             return False
