@@ -62,6 +62,31 @@ describe("sign in", () => {
   });
 });
 
+describe("server trouble", () => {
+  afterEach(() => {
+    cleanup();
+    vi.unstubAllGlobals();
+    sessionStorage.clear();
+  });
+
+  it("a 503 on /me keeps the key and says why, instead of loading for ever (after its retries)", { timeout: 10_000 }, async () => {
+    sessionStorage.setItem(KEY_ITEM, "slk_user");
+    vi.stubGlobal("fetch", vi.fn(async () => answer(503, { status_code: 503, detail: "the database is unavailable" })));
+    renderAt("/files");
+    expect((await screen.findByTestId("me-error", {}, { timeout: 8000 })).textContent).toContain("the database is unavailable");
+    expect(sessionStorage.getItem(KEY_ITEM)).toBe("slk_user");
+  });
+
+  it("a 401 on /me (revoked key) signs out with a reason", async () => {
+    sessionStorage.setItem(KEY_ITEM, "slk_revoked");
+    vi.stubGlobal("fetch", vi.fn(async () => answer(401, { status_code: 401, detail: "revoked" })));
+    renderAt("/files");
+    expect(await screen.findByTestId("sign-in-form")).toBeTruthy();
+    expect(screen.getByRole("status").textContent).toContain("no longer valid");
+    expect(sessionStorage.getItem(KEY_ITEM)).toBeNull();
+  });
+});
+
 describe("operations", () => {
   afterEach(() => {
     cleanup();

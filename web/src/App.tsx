@@ -3,7 +3,7 @@ import { Link, Route, Routes } from "react-router";
 import { useAuth } from "./auth";
 import { Layout } from "./components/Layout";
 import { Forbidden } from "./components/Forbidden";
-import { Loading } from "./components/ui";
+import { ErrorBox, Loading } from "./components/ui";
 import { FilePage } from "./pages/FilePage";
 import { FilesPage } from "./pages/FilesPage";
 import { SignInPage } from "./pages/SignInPage";
@@ -36,8 +36,25 @@ function AdminOnly() {
 }
 
 export function App() {
-  const { apiKey, loading, me } = useAuth();
+  const { apiKey, loading, me, meError, retryMe, signOut } = useAuth();
   if (!apiKey) return <SignInPage />;
+  if (!me && meError)
+    return (
+      <main id="main" className="signin">
+        <div className="card signin-card" data-testid="me-error">
+          <h1>Sluice</h1>
+          <ErrorBox error={meError} />
+          <div className="actions">
+            <button type="button" className="primary" onClick={retryMe}>
+              Try again
+            </button>
+            <button type="button" onClick={() => signOut()}>
+              Sign out
+            </button>
+          </div>
+        </div>
+      </main>
+    );
   if (loading && !me) return <Loading what="your key" />;
   return (
     <Routes>

@@ -9,6 +9,9 @@ interface Auth {
   remembered: boolean;
   me: Me | null;
   loading: boolean;
+  /** Reading the key's record failed for another reason than a bad key (server down, 5xx). */
+  meError: Error | null;
+  retryMe: () => void;
   /** Checks the key against GET /api/v1/me, then keeps it; throws the API error otherwise. */
   signIn: (key: string, remember: boolean) => Promise<Me>;
   signOut: (reason?: string) => void;
@@ -74,12 +77,14 @@ export function AuthProvider({ children }: { children: ReactNode }) {
       apiKey: stored?.key ?? null,
       remembered: stored?.remembered ?? false,
       me: meQuery.data ?? null,
-      loading: !!stored && meQuery.isPending,
+      loading: !!stored && meQuery.isPending && !meQuery.isError,
+      meError: meQuery.error ?? null,
+      retryMe: () => void meQuery.refetch(),
       signIn,
       signOut,
       signedOutReason,
     }),
-    [stored, meQuery.data, meQuery.isPending, signIn, signOut, signedOutReason],
+    [stored, meQuery, signIn, signOut, signedOutReason],
   );
   return <AuthContext.Provider value={value}>{children}</AuthContext.Provider>;
 }
