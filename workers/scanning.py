@@ -109,6 +109,9 @@ class Clamd:
     async def _segment(self, read: Callable[[int], Awaitable[bytes]], carry: bytes) -> tuple[str | None, bytes, bool]:
         """One INSTREAM session of at most ``segment`` bytes, starting with the last one's overlap."""
         reader, writer = await self._connect()
+        # Listening from the start: clamd answers a stream past its StreamMaxLength at once and closes,
+        # and once the connection is reset a read begun afterwards no longer sees that answer.
+        replied = asyncio.ensure_future(reader.readuntil(b"\0"))
         try:
             sent, tail, ended = 0, carry, False
             try:
@@ -116,7 +119,7 @@ class Clamd:
                 if carry:
                     await self._send(writer, struct.pack(">I", len(carry)), carry)
                     sent = len(carry)
-                while sent < self.segment:
+                while sent < self.segment and not replied.done():
                     data = await read(min(CHUNK, self.segment - sent))
                     if not data:
                         ended = True
@@ -125,15 +128,17 @@ class Clamd:
                     sent += len(data)
                     if sent > self.segment - self.overlap - CHUNK:
                         tail = (tail + data)[-self.overlap :]
+                if replied.done():
+                    raise _Broken("clamd answered before the end of the stream")
                 await self._send(writer, b"\0\0\0\0")
             except _Broken as exc:
-                # clamd closes the stream when it passes StreamMaxLength, and says why first.
-                reply = await _reply(reader, CONNECT_TIMEOUT)
+                reply = await _reply(replied, CONNECT_TIMEOUT)
                 if reply:
                     raise ScannerRefused(_explain(reply)) from exc
                 raise ScannerUnavailable(f"the connection to clamd at {self._where()} broke: {exc}") from exc
-            reply = await _reply(reader, VERDICT_TIMEOUT)
+            reply = await _reply(replied, VERDICT_TIMEOUT)
         finally:
+            replied.cancel()
             writer.close()
         if reply is None:
             raise ScannerUnavailable(f"clamd at {self._where()} closed the connection without a verdict")
@@ -154,9 +159,10 @@ class Clamd:
             raise _Broken(_text(exc)) from exc
 
 
-async def _reply(reader: asyncio.StreamReader, timeout: float) -> str | None:
+async def _reply(replied: asyncio.Future[bytes], timeout: float) -> str | None:
+    """clamd's null-terminated answer, or ``None`` when it closed (or went silent) without one."""
     try:
-        raw = await asyncio.wait_for(reader.readuntil(b"\0"), timeout)
+        raw = await asyncio.wait_for(asyncio.shield(replied), timeout)
     except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
         return None
     return raw.rstrip(b"\0").decode("utf-8", "replace")
@@ -213,21 +219,21 @@ async def _scan(c: Clients, file_id: uuid.UUID) -> None:
         return
     except (ScannerUnavailable, ScannerRefused, StorageError, urllib3.exceptions.HTTPError, OSError) as exc:
         await _wait(c, file_id, f"the scan could not finish ({exc}); it is retried")
+        record_scan("error")
         log.warning(
             "file scanned",
             extra={"file_id": str(file_id), "outcome": "error", "error": str(exc)},
         )
-        record_scan("error")
         raise Retry(str(exc)) from exc
     extra = {"file_id": str(file_id), "size": waiting.size, "duration_ms": round((time.monotonic() - started) * 1000)}
     if signature is None:
         await _clean(c, file_id)
-        log.info("file scanned", extra={**extra, "outcome": "clean"})
         record_scan("clean")
+        log.info("file scanned", extra={**extra, "outcome": "clean"})
     else:
         await _quarantine(c, file_id, signature)
-        log.warning("file scanned", extra={**extra, "outcome": "infected", "signature": signature})
         record_scan("infected")
+        log.warning("file scanned", extra={**extra, "outcome": "infected", "signature": signature})
 
 
 async def _scan_object(c: Clients, waiting: _Waiting) -> str | None:

@@ -11,7 +11,7 @@ import pytest
 from app.resources import Resources
 from tests.integration.jobs.conftest import Stack, worker_settings
 from tests.support.clamd import ClamdServer, clamd_binary
-from tests.support.servers import ApiServer
+from tests.support.servers import ApiServer, free_port, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -36,9 +36,11 @@ def scanner(clamd: ClamdServer) -> Iterator[ClamdServer]:
 def scan_stack(resources: Resources, clamd: ClamdServer) -> Iterator[Stack]:
     """An API and a worker with ``SLUICE_SCANNER`` set, in a Redis namespace of their own."""
     settings = worker_settings(resources.settings, f"{resources.settings.redis_prefix}-scan-{uuid.uuid4().hex[:6]}")
-    settings = settings.replace(scanner=clamd.url)
+    settings = settings.replace(scanner=clamd.url, worker_metrics_port=free_port())
     stack = Stack(settings, ApiServer(settings), None)
     stack.start_worker()
+    # The metrics server is a fork Dramatiq starts once its worker processes are up.
+    wait_for(f"http://127.0.0.1:{settings.worker_metrics_port}/metrics")
     yield stack
     stack.stop()
 

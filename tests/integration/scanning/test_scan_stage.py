@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from typing import Any
@@ -90,6 +91,9 @@ async def test_the_eicar_file_is_quarantined_never_served_nor_processed(
     assert any(
         '"file scanned"' in line and '"infected"' in line and file_id in line for line in scan_stack.worker.output().splitlines()
     ), scan_stack.worker.output()[-2000:]
+
+    metrics = httpx.get(f"http://127.0.0.1:{scan_stack.settings.worker_metrics_port}/metrics", timeout=10).text
+    assert re.search(r'^sluice_scans_total\{outcome="infected"\} [1-9]', metrics, re.M), metrics[-3000:]
 
     # Deleting it is allowed, and removes its bytes from the bucket.
     key = record["storage_key"]
