@@ -28,6 +28,8 @@ from db.storage import ObjectStore
 
 MAX_QUERY_CHARS = 200
 """A search longer than any sensible name costs a scan for nothing."""
+NO_NUL = r"^[^\x00]*$"
+"""PostgreSQL text cannot hold NUL: refused here (422) rather than by the database (500)."""
 
 
 def provide_file_service(db_session: AsyncSession, store: ObjectStore, settings: Settings, state: State) -> FileService:
@@ -84,12 +86,11 @@ class FileController(Controller):
             str | None,
             Parameter(
                 max_length=MAX_QUERY_CHARS,
-                description=f"only files whose name or original name contains this text, any case, taken literally (at most {MAX_QUERY_CHARS} characters)",
+                pattern=NO_NUL,
+                description=f"only files whose name or original name contains this text, any case, taken literally (at most {MAX_QUERY_CHARS} characters, no NUL)",
             ),
         ] = None,
     ) -> FilePage:
-        if q and "\x00" in q:
-            raise Unprocessable("query parameter 'q' must not contain a NUL character")
         items, total = await files.list(principal, offset=offset, limit=limit, status=status, kind=kind, q=q)
         jobs = await files.latest_jobs(items)
         estimates = await files.estimates(items, jobs)

@@ -136,3 +136,11 @@ async def test_bad_parameters_answer_422_naming_them(
 async def test_the_longest_search_allowed_is_answered(client: httpx.AsyncClient, shelf: dict[str, dict]) -> None:
     assert await listed(client, q="x" * 200) == ([], 0)
     assert (await listed(client, q=""))[1] == len(shelf)
+
+
+@pytest.mark.parametrize("raw", ["%FF%FE", "%ED%A0%80", "%C0%AF"])
+async def test_a_search_that_is_not_utf8_answers_a_4xx_or_nothing(client: httpx.AsyncClient, raw: str) -> None:
+    response = await client.get(f"/api/v1/files?q={raw}")
+    assert response.status_code in (200, 400, 422), response.text
+    if response.status_code == 200:
+        assert response.json()["total"] == 0
