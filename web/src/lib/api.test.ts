@@ -33,9 +33,11 @@ describe("uploads", () => {
   it("sends whole parts in each PATCH", () => {
     const part = 8 * 1024 * 1024;
     expect(tusChunkSize(part) % part).toBe(0);
-    expect(tusChunkSize(part)).toBe(64 * 1024 * 1024);
-    expect(tusChunkSize(100 * 1024 * 1024)).toBe(100 * 1024 * 1024);
-    expect(tusChunkSize(0)).toBe(64 * 1024 * 1024);
+    expect(tusChunkSize(part)).toBe(256 * 1024 * 1024);
+    expect(tusChunkSize(100 * 1024 * 1024)).toBe(300 * 1024 * 1024);
+    expect(tusChunkSize(300 * 1024 * 1024)).toBe(300 * 1024 * 1024);
+    expect(tusChunkSize(5 * 1024 * 1024, 64 * 1024 * 1024)).toBe(65 * 1024 * 1024);
+    expect(tusChunkSize(0)).toBe(256 * 1024 * 1024);
   });
   it("builds query strings without empty values", () => {
     expect(qs({ status: "", kind: "csv", offset: 0, limit: 25, q: null })).toBe("?kind=csv&offset=0&limit=25");

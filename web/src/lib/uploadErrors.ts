@@ -34,8 +34,13 @@ export function tusUploadId(url: string | null | undefined): string | null {
   return last || null;
 }
 
-/** The tus chunk: a whole number of the server's parts, about `target` bytes. */
-export function tusChunkSize(partSize: number, target = 64 * 1024 * 1024): number {
+/**
+ * Bytes per PATCH: a whole number of the server's parts, about `target`. Large, because each
+ * PATCH costs a round trip and the server's part bookkeeping (64 MiB PATCHes reached 0.69 of
+ * curl's speed on 200 MB, 256 MiB 0.99); a cut PATCH loses nothing, as the server keeps what
+ * arrived beyond its last whole part.
+ */
+export function tusChunkSize(partSize: number, target = 256 * 1024 * 1024): number {
   if (!partSize || partSize <= 0) return target;
   return partSize * Math.max(1, Math.round(target / partSize));
 }
