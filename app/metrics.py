@@ -30,7 +30,7 @@ from app.events.fanout import EventChannels
 from app.resources import Resources
 from db.settings import Settings
 from workers.broker import enqueued_at, queue_key
-from workers.contracts import PROCESS_QUEUE
+from workers.contracts import PROCESS_QUEUE, UPLOADS
 
 log = logging.getLogger("sluice.metrics")
 
@@ -49,7 +49,6 @@ UPLOAD_DURATION = Histogram(
     buckets=DURATION_BUCKETS,
 )
 UPLOAD_SIZE = Histogram("sluice_upload_size_bytes", "Size of stored uploads.", ["route", "kind"], buckets=SIZE_BUCKETS)
-UPLOADS = Counter("sluice_uploads", "Uploads that ended, by route and outcome (stored, failed, aborted, expired).", ["route", "outcome"])
 BYTES_RECEIVED = Counter("sluice_upload_received_bytes", "Upload bytes received, stored or not.", ["route"])
 SSE_WATCHERS = Gauge(
     "sluice_event_watchers", "Open event streams (SSE and WebSocket).", multiprocess_mode="livesum"

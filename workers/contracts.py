@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 import dramatiq
 import msgspec
+from prometheus_client import Counter
 
 PROCESS_QUEUE = "process"
 PROCESS_FILE_ACTOR = "process_file"
@@ -151,3 +152,12 @@ class JobOptions(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 def dataset_table(file_id: uuid.UUID) -> str:
     """Name of a file's dataset table, inside the dataset schema."""
     return f"f_{file_id.hex}"
+
+
+UPLOADS = Counter(
+    "sluice_uploads",
+    "Uploads that ended, by route and outcome (stored, failed, aborted, expired): the API counts most, "
+    "the workers' sweepers the sessions they expire and the stalled uploads they fail.",
+    ["route", "outcome"],
+)
+"""Both processes count into it; defined once so that a process importing both sides registers it once."""

@@ -28,7 +28,7 @@ from redis import Redis
 from db.logs import json_lines
 from db.settings import Settings
 from workers.broker import enqueued_at, queue_key
-from workers.contracts import PROCESS_QUEUE
+from workers.contracts import PROCESS_QUEUE, UPLOADS
 from workers.middleware import FOLDERS, metrics_folder
 
 if TYPE_CHECKING:
@@ -50,11 +50,6 @@ JOBS = Counter("sluice_jobs", "Jobs that ended, by final state (completed, faile
 ROWS_STORED = Counter("sluice_rows_stored", "Rows stored by completed jobs.", ["kind"])
 ROWS_REJECTED = Counter("sluice_rows_rejected", "Rows rejected (kept with their reasons) by completed jobs.", ["kind"])
 SCANS = Counter("sluice_scans", "Malware scans, by outcome (clean, infected, error).", ["outcome"])
-UPLOADS_ENDED = Counter(
-    "sluice_uploads",
-    "Uploads the sweepers ended: sessions expired, single-shot uploads failed when they stalled (the API counts the rest).",
-    ["route", "outcome"],
-)
 
 
 def record_scan(outcome: str) -> None:
@@ -64,7 +59,7 @@ def record_scan(outcome: str) -> None:
 
 def record_uploads_ended(route: str, outcome: str, count: int = 1) -> None:
     if count:
-        UPLOADS_ENDED.labels(route, outcome).inc(count)
+        UPLOADS.labels(route, outcome).inc(count)
 
 
 def _elapsed(run: JobRun) -> float:
