@@ -114,7 +114,11 @@ def main() -> None:
     print(f"(b) chunked session, {args.parallel} chunks in flight:       {api_mibs:8.1f} MiB/s  ({through_api:.1f} s)")
     print(f"ratio b/a:                                      {api_mibs / direct_mibs:8.2f}   (target >= 0.9)")
     print(f"API peak RSS during (b):                        {sampler.peak_rss / MiB:8.1f} MiB")
-    print(f"API CPU (user+sys) per GiB during (b):          {sampler.cpu_seconds / (size / 1024**3):8.2f} s")
+    gib = size / 1024**3
+    print(
+        f"API CPU (user+sys) per GiB during (b):          {sampler.cpu_seconds / gib:8.2f} s "
+        f"(user {sampler.user_seconds / gib:.2f}, sys {sampler.system_seconds / gib:.2f})"
+    )
     print(
         f"{args.sessions} concurrent sessions x 2 chunks (5 MiB + 64 KiB), completed: "
         f"{chunks / small_elapsed * 60:.0f} chunks/minute, {errors} errors ({small_elapsed:.1f} s), "
