@@ -24,6 +24,7 @@ from app.events.controller import EventController
 from app.events.fanout import EventChannels
 from app.files.batch import upload_batch
 from app.files.controller import FileController
+from app.files.links import FileLinkController
 from app.files.routing import filename_segment_middleware
 from app.idle import idle_body_timeout
 from app.jobs.controller import JobController
@@ -75,7 +76,7 @@ def create_app(settings: Settings, resources: Resources | None = None) -> Litest
     prometheus = PrometheusConfig(app_name="sluice", prefix="sluice", group_path=True, exclude=PUBLIC_PATHS)
     limits, stores = rate_limits(settings, PUBLIC_PATHS)
     app = Litestar(
-        route_handlers=[OpsController, *([] if settings.metrics_port else [metrics]), FileController, upload_batch, UploadController, TusController, JobController, BatchController, DatasetController, EventController, AdminController, KeyController, QuotaController, me, WebConfigController, WebController],
+        route_handlers=[OpsController, *([] if settings.metrics_port else [metrics]), FileController, FileLinkController, upload_batch, UploadController, TusController, JobController, BatchController, DatasetController, EventController, AdminController, KeyController, QuotaController, me, WebConfigController, WebController],
         plugins=[EventChannels.from_settings(settings)],
         lifespan=[lifespan, functools.partial(metrics_lifespan, settings=settings)],
         middleware=[

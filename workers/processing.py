@@ -240,6 +240,7 @@ async def _process(c: Clients, run: JobRun) -> None:
     async with _opened(c, run) as (table, windows):
         if not table.columns:
             raise Malformed("the file is empty: it has no records to store")
+        await _record_detected(c, run, table)
         # Window 0 carries the inference sample (parsed again on every attempt, committed or not).
         first = await asyncio.to_thread(next, windows, None)
         sample = (first.rows or []) if first is not None else []
@@ -266,6 +267,15 @@ async def _process(c: Clients, run: JobRun) -> None:
     event = run.event("completed", JobState.completed, progress=100.0, rate=run.progress().rate, eta_s=0.0)
     await _publish(c, run, msgspec.structs.replace(event, dataset_table=f"{sink.schema}.{sink.table}"))
     job_ended(run, str(JobState.completed), None)
+
+
+async def _record_detected(c: Clients, run: JobRun, table: Table) -> None:
+    """Show on the job how the parser read the file (detected, or as the options said)."""
+    detected = {"encoding": table.encoding, "delimiter": table.delimiter, "header": table.has_header, "sheet": table.sheet}
+    async with c.pool.acquire() as conn:
+        await conn.execute(
+            "UPDATE jobs SET detected = $2::jsonb WHERE id = $1", run.job_id, msgspec.json.encode(detected).decode()
+        )
 
 
 async def _record_decimal_columns(c: Clients, run: JobRun, table: Table, columns: list[DatasetColumn]) -> None:

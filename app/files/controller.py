@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Annotated
 from urllib.parse import quote
 
@@ -22,7 +23,7 @@ from app.files.service import FileService, Incoming, check_sha256, served_type
 from app.jobs.controller import provide_job_service
 from app.openapi import errors
 from app.params import Offset
-from db.models import FileKind, FileStatus
+from db.models import File, FileKind, FileStatus
 from db.settings import Settings
 from db.storage import ObjectStore
 
@@ -35,6 +36,18 @@ NO_NUL = r"^[^\x00]*$"
 def provide_file_service(db_session: AsyncSession, store: ObjectStore, settings: Settings, state: State) -> FileService:
     jobs = provide_job_service(db_session, settings, state)
     return FileService(db_session, store, settings, jobs, memory=upload_memory(state, settings))
+
+
+def content_response(file: File, chunks: Iterator[bytes]) -> Stream:
+    """A file's stored bytes as a download, the same for a key and for a signed link."""
+    disposition = f"attachment; filename*=UTF-8''{quote(file.filename)}"
+    media_type, charset = served_type(file)
+    return Stream(
+        chunks,
+        media_type=media_type,
+        encoding=charset,
+        headers={"Content-Disposition": disposition, "Content-Length": str(file.size)},
+    )
 
 
 class FileController(Controller):
@@ -110,15 +123,7 @@ class FileController(Controller):
         responses=errors(404, 409, 410, 503),
     )
     async def get_content(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> Stream:
-        file, chunks = await files.open_content(principal, file_id)
-        disposition = f"attachment; filename*=UTF-8''{quote(file.filename)}"
-        media_type, charset = served_type(file)
-        return Stream(
-            chunks,
-            media_type=media_type,
-            encoding=charset,
-            headers={"Content-Disposition": disposition, "Content-Length": str(file.size)},
-        )
+        return content_response(*await files.open_content(principal, file_id))
 
     @delete("/{file_id:uuid}", operation_id="deleteFile", status_code=204, responses=errors(404, 503))
     async def delete_file(self, files: FileService, principal: Principal, file_id: uuid.UUID) -> None:

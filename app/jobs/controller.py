@@ -50,8 +50,11 @@ class JobController(Controller):
         limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
         job_state: Annotated[JobState | None, Parameter(query="state", description="only jobs in this state")] = None,
         batch_id: Annotated[uuid.UUID | None, Parameter(description="only the jobs of this batch")] = None,
+        file_id: Annotated[uuid.UUID | None, Parameter(description="only the jobs of this file")] = None,
     ) -> JobPage:
-        items, total = await jobs.list(principal, offset=offset, limit=limit, state=job_state, batch_id=batch_id)
+        items, total = await jobs.list(
+            principal, offset=offset, limit=limit, state=job_state, batch_id=batch_id, file_id=file_id
+        )
         estimates = await jobs.estimates(items)
         return JobPage(items=[JobRecord.of(j, estimates.get(j.id)) for j in items], total=total, offset=offset, limit=limit)
 

@@ -40,6 +40,19 @@ class JobsIn(msgspec.Struct, forbid_unknown_fields=True):
     options: JobOptionsIn = msgspec.field(default_factory=JobOptionsIn)
 
 
+class DetectedFormat(msgspec.Struct):
+    """How the worker read the file: detected where the options left it open, else as the options said."""
+
+    encoding: str | None = None
+    """CSV/TSV: the text encoding; null for XLSX."""
+    delimiter: str | None = None
+    """CSV/TSV: the field separator; null for XLSX."""
+    header: bool | None = None
+    """Whether the first row was taken as column names."""
+    sheet: str | None = None
+    """XLSX: the name of the sheet read; null for CSV/TSV."""
+
+
 class JobRecord(msgspec.Struct):
     id: uuid.UUID
     batch_id: uuid.UUID
@@ -66,6 +79,9 @@ class JobRecord(msgspec.Struct):
     estimated_processing_s: float | None = None
     """While pending: seconds the job should take once it runs, from its file's size and kind and the
     throughput of this deployment's recent jobs (app/jobs/estimate.py); null once it runs (``eta_s`` takes over)."""
+    detected: DetectedFormat | None = None
+    """What the worker detected and used for the file, recorded when processing starts; null before that,
+    and for jobs that ran before it was recorded."""
 
     @classmethod
     def of(cls, job: Job, estimate: float | None = None) -> JobRecord:
@@ -91,6 +107,7 @@ class JobRecord(msgspec.Struct):
             cancel_requested=job.cancel_requested,
             widenings=msgspec.convert(job.widenings or [], list[ColumnWidening]),
             estimated_processing_s=estimate,
+            detected=None if job.detected is None else msgspec.convert(job.detected, DetectedFormat),
         )
 
 

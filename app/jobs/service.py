@@ -212,7 +212,14 @@ class JobService:
         return job
 
     async def list(
-        self, owner: Principal, *, offset: int, limit: int, state: str | None, batch_id: uuid.UUID | None
+        self,
+        owner: Principal,
+        *,
+        offset: int,
+        limit: int,
+        state: str | None,
+        batch_id: uuid.UUID | None,
+        file_id: uuid.UUID | None = None,
     ) -> tuple[list[Job], int]:
         where = [Job.owner_id == owner.owner_id]
         if state is not None:
@@ -221,6 +228,9 @@ class JobService:
             where.append(Job.state == JobState(state))
         if batch_id is not None:
             where.append(Job.batch_id == batch_id)
+        if file_id is not None:
+            # Filtered within the owner's jobs: another owner's file id gives an empty page.
+            where.append(Job.file_id == file_id)
         total = await self.session.scalar(select(func.count()).select_from(Job).where(*where)) or 0
         rows = await self.session.scalars(
             select(Job).where(*where).order_by(Job.created_at.desc(), Job.id).offset(offset).limit(limit)

@@ -58,6 +58,8 @@ class Job(Timestamps, Base):
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     widenings: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list, server_default=text("'[]'::jsonb"))
     """Columns whose inferred type was widened while loading: column, from_type, to_type, row_number."""
+    detected: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    """What the worker detected and used: encoding, delimiter, header, sheet; null until it starts."""
     enqueued_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]

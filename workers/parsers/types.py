@@ -76,6 +76,8 @@ class Table(msgspec.Struct, frozen=True):
     has_header: bool
     encoding: str | None = None
     delimiter: str | None = None
+    sheet: str | None = None
+    """XLSX: the name of the sheet read."""
 
     @property
     def names(self) -> list[str]:

@@ -119,7 +119,7 @@ def open_xlsx(
         head = child.receive()
         if isinstance(head, _End):
             child.close()
-            return Table(columns=[], has_header=False), iter(())
+            return Table(columns=[], has_header=False, sheet=found.sheet), iter(())
         assert isinstance(head, _Head)
         first = child.receive()
     except BaseException:
@@ -129,11 +129,11 @@ def open_xlsx(
     if isinstance(first, _End):
         child.close()
         columns = [Column(n, h, "text") for n, h in zip(sanitize_columns(headers), headers, strict=True)]
-        return Table(columns=columns, has_header=head.headers is not None), iter(())
+        return Table(columns=columns, has_header=head.headers is not None, sheet=found.sheet), iter(())
     assert isinstance(first, _Part)
     types = infer_types(first.window.rows or [], head.width)
     columns = [Column(n, h, t) for n, h, t in zip(sanitize_columns(headers), headers, types, strict=True)]
-    return Table(columns=columns, has_header=head.headers is not None), child.windows(first.window)
+    return Table(columns=columns, has_header=head.headers is not None, sheet=found.sheet), child.windows(first.window)
 
 
 # --- pre-scan -------------------------------------------------------------------------------
