@@ -147,7 +147,7 @@ async def _state(resources: Resources) -> list[Metric]:
         age = 0.0
         if head is not None and (message := await client.hget(f"{queue}.msgs", head)) is not None:
             age = max(0.0, time.time() - enqueued_at(message))
-        families.extend(queue_families(depth, age))
+        families.extend(_queue_families(depth, age))
 
     async def s3() -> None:
         await to_thread.run_sync(resources.store.ping, abandon_on_cancel=True)
@@ -161,7 +161,7 @@ async def _state(resources: Resources) -> list[Metric]:
     return families
 
 
-def queue_families(depth: int, age: float) -> list[Metric]:
+def _queue_families(depth: int, age: float) -> list[Metric]:
     """The processing queue's figures, named as on the workers' ``/metrics``."""
     return [
         _labelled("sluice_queue_depth", "Job messages waiting in the processing queue.", depth),

@@ -1,9 +1,9 @@
 """The workers' domain metrics, the job start and end log lines, and the metrics server of a ``sluice worker``.
 
 Dramatiq runs jobs in child processes of one main process. Their metrics are prometheus_client
-multiprocess files in that main process's folder (``workers.middleware.metrics_folder``, which
-``workers.worker`` sets before this module is imported); the server, a Dramatiq fork of the same
-main process, adds them up on each scrape together with the queue's state, read from Redis then.
+multiprocess files in that main process's folder (``workers.main.metrics_folder``, put in every
+process's environment before prometheus_client is imported); the server, a Dramatiq fork of the
+same main process, adds them up on each scrape together with the queue's state, read from Redis then.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from db.logs import json_lines
 from db.settings import Settings
 from workers.broker import enqueued_at, queue_key
 from workers.contracts import PROCESS_QUEUE, UPLOADS
-from workers.middleware import FOLDERS, metrics_folder
+from workers.main import FOLDERS, metrics_folder
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable

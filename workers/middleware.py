@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import asyncpg
 import dramatiq
@@ -21,16 +18,6 @@ from workers.contracts import MAX_CONCURRENCY
 from workers.scheduler import Scheduler
 
 log = logging.getLogger("sluice.worker")
-
-FOLDERS = Path(tempfile.gettempdir()) / "sluice-worker-metrics"
-"""One folder of prometheus_client multiprocess files per ``sluice worker``, named by its main process id."""
-
-
-def metrics_folder() -> Path:
-    """This ``sluice worker``'s folder; called in its worker processes and its metrics fork, whose parent is the main process."""
-    folder = FOLDERS / str(os.getppid())
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
 
 
 @dataclass(slots=True)

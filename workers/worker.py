@@ -11,8 +11,16 @@ from dramatiq.middleware import AsyncIO
 
 from db.logs import json_lines
 from db.settings import Settings
-from workers.broker import setup_broker
-from workers.middleware import WorkerResources, metrics_folder
+from workers.main import metrics_folder
+
+settings = Settings.from_env()
+if settings.worker_metrics_port:
+    # ``sluice worker`` (workers.main) has set this for every process already; this covers Dramatiq
+    # started directly, provided nothing imported prometheus_client yet (it picks its storage then).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["dramatiq_prom_db"] = str(metrics_folder())
+
+from workers.broker import setup_broker  # noqa: E402 - after the metrics folder is in the environment
+from workers.middleware import WorkerResources  # noqa: E402
 
 # Maintenance is what gives a dead worker's messages back. Dramatiq runs it on 1 broker call in
 # 1000, tuned for busy queues; ours are mostly idle (an idle worker polls each queue about 4 times
@@ -21,11 +29,6 @@ MAINTENANCE_CHANCE = 25_000
 
 # Dramatiq configured this process's logging before importing this module: keep its handler, in JSON.
 json_lines()
-settings = Settings.from_env()
-if settings.worker_metrics_port:
-    # prometheus_client chooses where metrics live when first imported, Dramatiq's middleware reads its
-    # folder at import: both must see the shared folder of this worker's processes before that.
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = os.environ["dramatiq_prom_db"] = str(metrics_folder())
 broker = setup_broker(settings)
 broker.heartbeat_timeout = settings.worker_heartbeat_timeout * 1000
 broker.maintenance_chance = MAINTENANCE_CHANCE

@@ -212,11 +212,15 @@ async def test_refusals_are_logged_with_the_key_id_never_the_key(
         owner = {"Authorization": f"Bearer {key}"}
         too_big = await http.put("/api/v1/files/big.csv", content=b"a,b\n" + b"1,2\n" * 400, headers=owner)
         assert too_big.status_code == 413, too_big.text
+        unsupported = await http.put("/api/v1/files/photo.csv", content=b"\x89PNG\r\n\x1a\n" + bytes(200), headers=owner)
+        assert unsupported.status_code == 415, unsupported.text
         forbidden = await http.get("/api/v1/admin/stats", headers=owner)
         assert forbidden.status_code == 403, forbidden.text
         text = (await scrape(f"{api.url}/metrics")).text
     assert value(text, "sluice_refusals_total", status="401") == 1
     assert value(text, "sluice_refusals_total", status="413") == 1
+    assert value(text, "sluice_refusals_total", status="415") == 1
+    assert value(text, "sluice_refusals_total", status="403") == 1
 
     await asyncio.sleep(0.2)
     output = api.output()
@@ -228,7 +232,7 @@ async def test_refusals_are_logged_with_the_key_id_never_the_key(
     by_status = {e["status"]: e for e in refused}
     assert by_status[401]["key_prefix"] == bogus[:10] and "key_id" not in by_status[401]
     assert by_status[401]["path"] == "/api/v1/files"
-    for status in (413, 403):
+    for status in (413, 415, 403):
         assert by_status[status]["key_id"] == key_id, by_status[status]
 
 
@@ -264,7 +268,7 @@ async def test_the_workers_count_the_uploads_their_sweepers_end(
     resources: Resources,
 ) -> None:
     api = start_api(metrics_settings)
-    _, port = start_worker(metrics_settings)
+    worker, port = start_worker(metrics_settings)
     async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
         created = await client.post("/api/v1/uploads", json={"filename": "idle.csv", "size": 10_000_000, "process": False})
         assert created.status_code == 201, created.text
@@ -293,7 +297,7 @@ async def test_the_workers_count_the_uploads_their_sweepers_end(
         )
 
     text = await scrape_until(f"http://127.0.0.1:{port}/metrics", swept, timeout=60)
-    assert value(text, "sluice_uploads_total", route="chunked", outcome="expired") == 1
+    assert value(text, "sluice_uploads_total", route="chunked", outcome="expired") == 1, worker.output()[-3000:]
     assert value(text, "sluice_uploads_total", route="single", outcome="failed") == 1
 
 
@@ -310,9 +314,11 @@ async def test_open_event_streams_are_counted_while_they_are_open(
         assert created.status_code == 201, created.text
         streams = [client.stream("GET", f"/api/v1/uploads/{created.json()['id']}/events") for _ in range(3)]
         opened = [await stream.__aenter__() for stream in streams]
-        for response in opened:
+        # One reader per stream, kept: a dropped async iterator is closed, and its stream with it.
+        readers = [response.aiter_text() for response in opened]
+        for response, reader in zip(opened, readers, strict=True):
             assert response.status_code == 200
-            assert "event: snapshot" in await anext(response.aiter_text())
+            assert "event: snapshot" in await anext(reader)
         assert await watchers() == 3
         for stream in streams:
             await stream.__aexit__(None, None, None)
