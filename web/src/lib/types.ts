@@ -77,6 +77,15 @@ export interface JobRecord {
   cancel_requested: boolean;
   widenings: { column: string; from_type: string; to_type: string; row_number?: number }[];
   estimated_processing_s: number | null;
+  /** What the worker found when the job did not say (null or absent on jobs from before the field). */
+  detected?: DetectedReading | null;
+}
+
+export interface DetectedReading {
+  encoding: string | null;
+  delimiter: string | null;
+  header: boolean | null;
+  sheet: string | null;
 }
 
 export interface RowsPage {

@@ -5,6 +5,7 @@ import { api, ApiError, qs } from "../lib/api";
 import { downloadFile } from "../lib/download";
 import { formatBytes, formatCount, formatDateTime, formatDuration, formatRowRate, secondsBetween } from "../lib/format";
 import { isTerminal } from "../lib/jobProgress";
+import { readingOf, type Source } from "../lib/reading";
 import { buildOptions, CAST_TYPES, type ColumnChoice, type ReprocessForm } from "../lib/reprocess";
 import type { FileRecord, JobRecord, Page, RejectPage, RowsPage } from "../lib/types";
 import { useJobStream } from "../useJobStream";
@@ -13,6 +14,7 @@ import { Badge, ConfirmDialog, ErrorBox, JobLive, Loading, Pager } from "../comp
 
 const ROWS_LIMIT = 50;
 const REJECTS_LIMIT = 50;
+const JOBS_LIMIT = 20;
 
 export function FilePage() {
   const { fileId = "" } = useParams();
@@ -26,13 +28,15 @@ export function FilePage() {
     queryFn: () => api<FileRecord>(`/api/v1/files/${fileId}`),
     refetchInterval: (q) => (q.state.data && (q.state.data.status === "receiving" || (q.state.data.job_state && !isTerminal(q.state.data.job_state))) ? 5000 : false),
   });
+  const [jobsOffset, setJobsOffset] = useState(0);
   const jobs = useQuery({
-    queryKey: ["file-jobs", fileId],
-    // The jobs list has no file filter: read the newest jobs (kept SLUICE_JOB_RETENTION) and pick this file's.
+    queryKey: ["file-jobs", fileId, jobsOffset],
     queryFn: async () => {
-      const page = await api<Page<JobRecord>>(`/api/v1/jobs${qs({ file_id: fileId, limit: 1000 })}`);
-      return page.items.filter((j) => j.file_id === fileId);
+      const page = await api<Page<JobRecord>>(`/api/v1/jobs${qs({ file_id: fileId, offset: jobsOffset, limit: JOBS_LIMIT })}`);
+      // A server older than the file filter answers with everyone's jobs: never show another file's.
+      return { ...page, items: page.items.filter((j) => j.file_id === fileId) };
     },
+    placeholderData: keepPreviousData,
   });
   const del = useMutation({
     mutationFn: () => api<void>(`/api/v1/files/${fileId}`, { method: "DELETE" }),
@@ -42,11 +46,19 @@ export function FilePage() {
     },
   });
 
+  // The record names its latest job; read it by id, whatever page of the history is shown.
+  const latestId = file.data?.job_id ?? null;
+  const latest = useQuery({
+    queryKey: ["job", latestId],
+    queryFn: () => api<JobRecord>(`/api/v1/jobs/${latestId}`),
+    enabled: !!latestId,
+  });
   usePageTitle(file.data?.filename ?? "File");
 
   const refresh = () => {
     client.invalidateQueries({ queryKey: ["file", fileId] });
     client.invalidateQueries({ queryKey: ["file-jobs", fileId] });
+    client.invalidateQueries({ queryKey: ["job"] });
     client.invalidateQueries({ queryKey: ["rows", fileId] });
     client.invalidateQueries({ queryKey: ["rejects"] });
     client.invalidateQueries({ queryKey: ["files"] });
@@ -63,9 +75,9 @@ export function FilePage() {
       </section>
     );
   const f = file.data;
-  const jobList = jobs.data ?? [];
-  const latestJobId = f.job_id ?? jobList[0]?.id ?? null;
-  const latestJob = jobList.find((j) => j.id === latestJobId) ?? null;
+  const jobList = jobs.data?.items ?? [];
+  const latestJobId = f.job_id ?? (jobsOffset === 0 ? jobList[0]?.id : null) ?? null;
+  const latestJob = (latest.data?.id === latestJobId ? latest.data : null) ?? jobList.find((j) => j.id === latestJobId) ?? null;
   const active = f.job_state === "pending" || f.job_state === "processing";
 
   return (
@@ -109,7 +121,15 @@ export function FilePage() {
           {f.estimated_processing_s ? <p className="muted small">Processing should take about {formatDuration(f.estimated_processing_s)}.</p> : null}
         </div>
       </div>
-      <JobHistory jobs={jobList} loading={jobs.isPending} error={jobs.error} currentId={latestJobId} />
+      <JobHistory
+        jobs={jobList}
+        total={jobs.data?.total ?? 0}
+        offset={jobsOffset}
+        onPage={setJobsOffset}
+        loading={jobs.isPending}
+        error={jobs.error}
+        currentId={latestJobId}
+      />
       {f.dataset_table || f.job_state === "completed" ? <Preview fileId={f.id} /> : null}
       {latestJobId && (f.rows_rejected ?? latestJob?.rows_rejected ?? 0) > 0 ? <Rejects jobId={latestJobId} /> : null}
       {f.status === "stored" && (f.kind === "csv" || f.kind === "tsv" || f.kind === "xlsx") ? (
@@ -133,10 +153,9 @@ export function FilePage() {
 }
 
 function FileRecordCard({ f, job }: { f: FileRecord; job: JobRecord | null }) {
-  const opts = (job?.options ?? {}) as Record<string, unknown>;
-  const encoding = f.encoding ?? (opts.encoding as string | undefined) ?? null;
-  const delimiter = f.delimiter ?? (opts.delimiter as string | undefined) ?? null;
+  const read = readingOf(f, job);
   const showDelim = (d: string) => (d === "\t" ? "tab" : d === " " ? "space" : `"${d}"`);
+  const how = (source: Source) => (source === "detected" ? <span className="muted"> · detected</span> : source === "given" ? <span className="muted"> · given</span> : null);
   return (
     <div className="card" data-testid="file-record">
       <h2>Record</h2>
@@ -181,9 +200,37 @@ function FileRecordCard({ f, job }: { f: FileRecord; job: JobRecord | null }) {
           ) : null}
         </dd>
         <dt>Encoding</dt>
-        <dd>{encoding ?? <span className="muted">detected by the worker</span>}</dd>
-        <dt>Delimiter</dt>
-        <dd>{delimiter ? showDelim(delimiter) : <span className="muted">detected by the worker</span>}</dd>
+        <dd data-testid="file-encoding" data-source={read.encoding.source}>
+          {read.encoding.value ?? <span className="muted">detected by the worker</span>}
+          {read.encoding.value ? how(read.encoding.source) : null}
+        </dd>
+        {f.kind !== "xlsx" ? (
+          <>
+            <dt>Delimiter</dt>
+            <dd data-testid="file-delimiter" data-source={read.delimiter.source}>
+              {read.delimiter.value ? showDelim(read.delimiter.value) : <span className="muted">detected by the worker</span>}
+              {read.delimiter.value ? how(read.delimiter.source) : null}
+            </dd>
+          </>
+        ) : null}
+        {read.header.value != null ? (
+          <>
+            <dt>Header row</dt>
+            <dd data-testid="file-header" data-source={read.header.source}>
+              {read.header.value ? "yes" : "no"}
+              {how(read.header.source)}
+            </dd>
+          </>
+        ) : null}
+        {read.sheet.value ? (
+          <>
+            <dt>Sheet</dt>
+            <dd data-testid="file-sheet" data-source={read.sheet.source}>
+              {read.sheet.value}
+              {how(read.sheet.source)}
+            </dd>
+          </>
+        ) : null}
         <dt>Table</dt>
         <dd>
           <code data-testid="file-table">{f.dataset_table ?? "–"}</code>
@@ -258,7 +305,23 @@ function JobSummary({ job }: { job: JobRecord }) {
   );
 }
 
-function JobHistory({ jobs, loading, error, currentId }: { jobs: JobRecord[]; loading: boolean; error: unknown; currentId: string | null }) {
+function JobHistory({
+  jobs,
+  total,
+  offset,
+  onPage,
+  loading,
+  error,
+  currentId,
+}: {
+  jobs: JobRecord[];
+  total: number;
+  offset: number;
+  onPage: (offset: number) => void;
+  loading: boolean;
+  error: unknown;
+  currentId: string | null;
+}) {
   return (
     <section className="card" aria-labelledby="jobs-title">
       <h2 id="jobs-title">Job history</h2>
@@ -304,6 +367,7 @@ function JobHistory({ jobs, loading, error, currentId }: { jobs: JobRecord[]; lo
           </table>
         </div>
       ) : null}
+      {total > JOBS_LIMIT ? <Pager offset={offset} limit={JOBS_LIMIT} total={total} onChange={onPage} label="Job history pages" testid="jobs-pager" /> : null}
     </section>
   );
 }

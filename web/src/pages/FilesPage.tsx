@@ -9,8 +9,8 @@ import { usePageTitle } from "../usePageTitle";
 import { Badge, ConfirmDialog, ErrorBox, Loading, Pager } from "../components/ui";
 
 const LIMIT = 25;
-/** Kind and name filters are applied here over the newest files (the list route filters by status only). */
-const SEARCH_WINDOW = 1000;
+/** The list route's limit on `q`. */
+export const MAX_QUERY_CHARS = 200;
 export const STATUSES = ["", "stored", "receiving", "failed", "deleted"];
 export const KINDS = ["", "csv", "tsv", "xlsx", "other"];
 
@@ -25,7 +25,6 @@ export function FilesPage() {
   const [toDelete, setToDelete] = useState<FileRecord | null>(null);
   const [downloadError, setDownloadError] = useState<string | null>(null);
   const client = useQueryClient();
-  const local = !!(kind || q);
 
   const update = (patch: Record<string, string>) => {
     const next = new URLSearchParams(params);
@@ -38,18 +37,8 @@ export function FilesPage() {
   };
 
   const list = useQuery({
-    queryKey: ["files", status, local ? "all" : offset, kind, q],
-    queryFn: async () => {
-      const page = await api<Page<FileRecord>>(
-        `/api/v1/files${qs({ status, kind, q, offset: local ? 0 : offset, limit: local ? SEARCH_WINDOW : LIMIT })}`,
-      );
-      if (!local) return { ...page, capped: false };
-      const needle = q.toLowerCase();
-      const items = page.items.filter(
-        (f) => (!kind || f.kind === kind) && (!needle || f.filename.toLowerCase().includes(needle) || f.original_filename.toLowerCase().includes(needle)),
-      );
-      return { items: items.slice(offset, offset + LIMIT), total: items.length, offset, limit: LIMIT, capped: page.total > page.items.length };
-    },
+    queryKey: ["files", status, kind, q, offset],
+    queryFn: () => api<Page<FileRecord>>(`/api/v1/files${qs({ status, kind, q, offset, limit: LIMIT })}`),
     placeholderData: keepPreviousData,
     refetchInterval: (query) => (query.state.data?.items.some((f) => f.status === "receiving" || f.job_state === "processing" || f.job_state === "pending") ? 5000 : false),
   });
@@ -75,7 +64,7 @@ export function FilesPage() {
       >
         <label>
           Name
-          <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="part of the file name" data-testid="files-search" />
+          <input type="search" value={search} onChange={(e) => setSearch(e.target.value)} placeholder="part of the file name" maxLength={MAX_QUERY_CHARS} data-testid="files-search" />
         </label>
         <button type="submit" data-testid="files-search-submit">
           Search
@@ -119,7 +108,6 @@ export function FilesPage() {
       {list.isPending ? <Loading what="files" /> : null}
       {list.data ? (
         <>
-          {list.data.capped ? <p className="muted small">Searching the newest {formatCount(SEARCH_WINDOW)} files.</p> : null}
           {list.data.items.length === 0 ? (
             <p data-testid="files-empty">
               {status || kind || q ? "No file matches these filters." : <>No files yet. <Link to="/">Upload some</Link>.</>}
