@@ -326,3 +326,22 @@ async def test_open_event_streams_are_counted_while_they_are_open(
         while await watchers() != 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
         assert await watchers() == 0
+
+
+async def test_a_worker_whose_metrics_port_is_taken_says_so_and_runs_on(
+    metrics_settings: Settings, start_worker: Callable[..., tuple[Worker, int]]
+) -> None:
+    _, port = start_worker(metrics_settings)
+    second = Worker(metrics_settings.replace(worker_metrics_port=port))
+    try:
+        deadline = time.monotonic() + 20
+        while "worker metrics server not started" not in second.output():
+            assert time.monotonic() < deadline, second.output()
+            await asyncio.sleep(0.1)
+        refusal = next(json.loads(line) for line in second.output().splitlines() if "metrics server not started" in line)
+        assert refusal["port"] == port and "SLUICE_WORKER_METRICS_PORT" in refusal["msg"]
+        await asyncio.sleep(2)
+        assert second.process.poll() is None, "the worker runs on without metrics"
+        assert (await scrape(f"http://127.0.0.1:{port}/metrics")).status_code == 200
+    finally:
+        second.stop()
