@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { throttle, type Clock } from "./throttle";
+import { followState, throttle, type Clock } from "./throttle";
 
 /** A clock whose time moves only when told; timers fire as it passes them. */
 class FakeClock implements Clock {
@@ -93,5 +93,31 @@ describe("throttle", () => {
     expect(runs).toBe(3);
     clock.advance(1000);
     expect(runs).toBe(3);
+  });
+});
+
+describe("followState with a real Uppy", () => {
+  it("reads Uppy's state at most 4 times a second while progress events pour in, and the last one", async () => {
+    const { default: Uppy } = await import("@uppy/core");
+    const uppy = new Uppy();
+    const id = uppy.addFile({ name: "big.csv", type: "text/csv", data: new Blob(["x".repeat(1000)]) });
+    const clock = new FakeClock();
+    const seen: number[] = [];
+    const stop = followState(uppy, () => seen.push(uppy.getFile(id).progress.bytesUploaded || 0), 250, clock);
+    uppy.emit("upload-start", [uppy.getFile(id)]);
+    // 2 s of progress at one event a millisecond, as XHR upload progress can fire.
+    for (let sent = 1; sent <= 1000; sent++) {
+      uppy.emit("upload-progress", uppy.getFile(id), { uploadStarted: Date.now(), bytesUploaded: sent, bytesTotal: 10_000 });
+      clock.advance(2);
+    }
+    clock.advance(250);
+    expect(seen.length).toBeGreaterThanOrEqual(8);
+    expect(seen.length).toBeLessThanOrEqual(10);
+    expect(seen.at(-1)).toBe(1000);
+    stop();
+    uppy.emit("upload-progress", uppy.getFile(id), { uploadStarted: Date.now(), bytesUploaded: 2000, bytesTotal: 10_000 });
+    clock.advance(1000);
+    expect(seen.length).toBeLessThanOrEqual(10);
+    uppy.destroy();
   });
 });

@@ -48,3 +48,19 @@ export function throttle(fn: () => void, intervalMs: number, clock: Clock = real
   };
   return throttled;
 }
+
+/** The part of Uppy the page follows (its `state-update` event). */
+export interface StateEmitter {
+  on(event: "state-update", fn: () => void): unknown;
+  off(event: "state-update", fn: () => void): unknown;
+}
+
+/** Calls `onChange` when the uploader's state changed, at most once per `intervalMs`; returns the unsubscribe. */
+export function followState(source: StateEmitter, onChange: () => void, intervalMs: number, clock: Clock = realClock): () => void {
+  const changed = throttle(onChange, intervalMs, clock);
+  source.on("state-update", changed);
+  return () => {
+    source.off("state-update", changed);
+    changed.cancel();
+  };
+}

@@ -13,7 +13,7 @@ import { etaSeconds, RateMeter } from "../lib/eta";
 import { formatByteRate, formatBytes, formatDuration, formatPercent } from "../lib/format";
 import { isTerminal } from "../lib/jobProgress";
 import type { FileRecord, JobRecord, UploadSession, WebConfig } from "../lib/types";
-import { throttle } from "../lib/throttle";
+import { followState } from "../lib/throttle";
 import { tusChunkSize, tusUploadId, uploadErrorDetail } from "../lib/uploadErrors";
 import { useJobStream } from "../useJobStream";
 import { usePageTitle } from "../usePageTitle";
@@ -149,11 +149,14 @@ function Uploader({ config }: { config: WebConfig }) {
 
     // Uppy changes its state on every progress event of every PATCH: reading it at most 4 times a
     // second keeps the renderer idle while bytes flow (a render per event cost the upload a third of its speed).
-    const refresh = throttle(() => {
-      setFiles(u.getFiles());
-      setRecovered(!!u.getState().recoveredState);
-    }, PROGRESS_INTERVAL_MS);
-    u.on("state-update", refresh);
+    const unfollow = followState(
+      u,
+      () => {
+        setFiles(u.getFiles());
+        setRecovered(!!u.getState().recoveredState);
+      },
+      PROGRESS_INTERVAL_MS,
+    );
     u.on("file-added", (file) => {
       if (file.meta.process === undefined) {
         u.setFileMeta(file.id, { filename: file.name ?? "upload", filetype: file.type || "", process: processRef.current ? "true" : "false" });
@@ -215,7 +218,7 @@ function Uploader({ config }: { config: WebConfig }) {
     setUppy(u);
     setFiles(u.getFiles());
     return () => {
-      refresh.cancel();
+      unfollow();
       u.destroy();
       setUppy(null);
     };
