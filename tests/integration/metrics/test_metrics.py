@@ -226,8 +226,11 @@ async def test_refusals_are_logged_with_the_key_id_never_the_key(
     output = api.output()
     assert bogus not in output and key not in output
     assert bogus[4:] not in output and key[4:] not in output
-    # uvicorn's own start-up lines are plain text; Sluice's are JSON.
+    # uvicorn's first two lines come before the app sets up logging; every later line is JSON.
+    plain = [line for line in output.splitlines() if line and not line.startswith("{")]
+    assert len(plain) == 2 and "Started server process" in plain[0] and "Waiting for application" in plain[1], plain
     entries = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert any(e["logger"].startswith("uvicorn") for e in entries)
     refused = [e for e in entries if e["msg"] == "request refused"]
     by_status = {e["status"]: e for e in refused}
     assert by_status[401]["key_prefix"] == bogus[:10] and "key_id" not in by_status[401]
