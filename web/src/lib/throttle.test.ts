@@ -103,7 +103,7 @@ describe("followState with a real Uppy", () => {
     const id = uppy.addFile({ name: "big.csv", type: "text/csv", data: new Blob(["x".repeat(1000)]) });
     const clock = new FakeClock();
     const seen: number[] = [];
-    const stop = followState(uppy, () => seen.push(uppy.getFile(id).progress.bytesUploaded || 0), 250, clock);
+    const follow = followState(uppy, () => seen.push(uppy.getFile(id).progress.bytesUploaded || 0), 250, clock);
     uppy.emit("upload-start", [uppy.getFile(id)]);
     // 2 s of progress at one event a millisecond, as XHR upload progress can fire.
     for (let sent = 1; sent <= 1000; sent++) {
@@ -114,7 +114,7 @@ describe("followState with a real Uppy", () => {
     expect(seen.length).toBeGreaterThanOrEqual(8);
     expect(seen.length).toBeLessThanOrEqual(10);
     expect(seen.at(-1)).toBe(1000);
-    stop();
+    follow.stop();
     uppy.emit("upload-progress", uppy.getFile(id), { uploadStarted: Date.now(), bytesUploaded: 2000, bytesTotal: 10_000 });
     clock.advance(1000);
     expect(seen.length).toBeLessThanOrEqual(10);

@@ -55,12 +55,22 @@ export interface StateEmitter {
   off(event: "state-update", fn: () => void): unknown;
 }
 
-/** Calls `onChange` when the uploader's state changed, at most once per `intervalMs`; returns the unsubscribe. */
-export function followState(source: StateEmitter, onChange: () => void, intervalMs: number, clock: Clock = realClock): () => void {
+export interface Following {
+  /** Stop following; a pending call is dropped. */
+  stop(): void;
+  /** Call `onChange` now (a change the user made must show in this event, not a quarter second later). */
+  flush(): void;
+}
+
+/** Calls `onChange` when the uploader's state changed, at most once per `intervalMs`. */
+export function followState(source: StateEmitter, onChange: () => void, intervalMs: number, clock: Clock = realClock): Following {
   const changed = throttle(onChange, intervalMs, clock);
   source.on("state-update", changed);
-  return () => {
-    source.off("state-update", changed);
-    changed.cancel();
+  return {
+    stop: () => {
+      source.off("state-update", changed);
+      changed.cancel();
+    },
+    flush: () => changed.flush(),
   };
 }

@@ -149,7 +149,7 @@ function Uploader({ config }: { config: WebConfig }) {
 
     // Uppy changes its state on every progress event of every PATCH: reading it at most 4 times a
     // second keeps the renderer idle while bytes flow (a render per event cost the upload a third of its speed).
-    const unfollow = followState(
+    const follow = followState(
       u,
       () => {
         setFiles(u.getFiles());
@@ -161,6 +161,8 @@ function Uploader({ config }: { config: WebConfig }) {
       if (file.meta.process === undefined) {
         u.setFileMeta(file.id, { filename: file.name ?? "upload", filetype: file.type || "", process: processRef.current ? "true" : "false" });
       }
+      // A new row shows at once, with its process box as chosen.
+      follow.flush();
     });
     u.on("upload-progress", (file, progress) => {
       if (!file) return;
@@ -218,7 +220,7 @@ function Uploader({ config }: { config: WebConfig }) {
     setUppy(u);
     setFiles(u.getFiles());
     return () => {
-      unfollow();
+      follow.stop();
       u.destroy();
       setUppy(null);
     };
