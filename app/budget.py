@@ -4,11 +4,10 @@ A request takes memory only when it has bytes to keep, one slice (``GRAIN``) at 
 it back as soon as those bytes are in the object store. A client that announces 64 MiB and stalls
 holds what it sent, rounded up to a slice, not what it announced. The bytes themselves live in
 ``PartBuffer``s: private anonymous memory maps whose pages are committed as they are written. A
-closed buffer's map is kept for the next part (committed pages beyond what the budget holds stay
-within ``spare``, a quarter of the budget), since a fresh map costs a page fault and a zeroed page
-per 4 KiB written and an unmap per part: that tripled the API's kernel CPU per uploaded GiB. The
-kept maps are unmapped once uploads pause, so the RSS follows the budget instead of staying at its
-peak.
+closed buffer's map is kept for the next part while the budget has room for its pages, since a
+fresh map costs a page fault and a zeroed page per 4 KiB written and an unmap per part: that
+tripled the API's kernel CPU per uploaded GiB. Kept maps are unmapped as the budget fills and once
+uploads pause, so the RSS follows the budget instead of staying at its peak.
 """
 
 from __future__ import annotations
@@ -60,7 +59,7 @@ class UploadMemory:
     def __init__(self, limit: int, spare: int | None = None) -> None:
         self.limit = limit
         self.used = 0
-        self.maps = _Maps(limit // 4 if spare is None else spare)
+        self.maps = _Maps(self, limit // 4 if spare is None else spare)
         """Maps of closed part buffers, kept for the next ones."""
         self._claims: set[Claim] = set()
         self._owners: Counter[Hashable] = Counter()
@@ -143,6 +142,8 @@ class UploadMemory:
         self.used += step
         self._owners[claim.owner] += step
         self._claims.add(claim)
+        if self.maps.kept:
+            self.maps.fit()
 
     def _grantable(self, claim: Claim, step: int) -> bool:
         free = self.limit - self.used - step
@@ -191,15 +192,17 @@ class _Waiter:
 class _Maps:
     """Memory maps of closed part buffers, reused by the next ones instead of mapping fresh pages.
 
-    A kept map's pages stay committed. Bound: the pages of kept maps plus the pages of reused maps
-    not yet paid for by their claims stay within ``spare`` bytes, so buffer RSS stays within the
-    budget's use plus ``spare``. Taking a kept map moves its pages from one term to the other, and
-    filling a buffer only shrinks the second; only keeping a map can grow the sum, so that is where
-    the bound is checked.
+    A kept map's pages stay committed, and so do those of a reused map that its claim has not paid
+    for yet: together ("unpaid") they stay within ``spare``, and with the budget's use within its
+    limit. Taking a kept map moves its pages from one kind to the other, and filling a buffer only
+    pays them off, so a map is kept only when both bounds allow it, and kept maps are unmapped
+    when a grant would pass the limit. Only a reused map's unpaid pages cannot be unmapped: a
+    request that stalls on one can hold up to ``spare`` beyond the limit.
     """
 
-    def __init__(self, spare: int) -> None:
+    def __init__(self, memory: UploadMemory, spare: int) -> None:
         self.spare = spare
+        self._memory = memory
         self._kept: list[tuple[mmap.mmap, int]] = []
         self._reused: set[PartBuffer] = set()
 
@@ -221,10 +224,17 @@ class _Maps:
             used.resize(len(used))
         except BufferError:
             return
-        if self._unpaid() + committed <= self.spare:
+        unpaid = self._unpaid() + committed
+        # The budget still counts this buffer's slices: its claim is released right after.
+        if unpaid <= self.spare and self._memory.used - buffer.claim.held + unpaid <= self._memory.limit:
             self._kept.append((used, committed))
         else:
             used.close()
+
+    def fit(self) -> None:
+        """Unmap kept maps, oldest first, until the unpaid pages fit beside the budget's use."""
+        while self._kept and self._memory.used + self._unpaid() > self._memory.limit:
+            self._kept.pop(0)[0].close()
 
     def drain(self) -> None:
         """Unmap every kept map."""

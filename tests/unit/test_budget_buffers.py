@@ -52,6 +52,21 @@ async def test_committed_pages_beyond_the_budget_stay_within_spare() -> None:
     stalled.close()
 
 
+async def test_kept_maps_give_way_when_the_budget_fills() -> None:
+    memory = UploadMemory(32 * MiB)  # spare: 8 MiB
+    others = [await full_buffer(memory, b"o") for _ in range(3)]
+    (await full_buffer(memory, b"k")).close()
+    assert memory.maps.kept == PART  # 24 MiB used + 8 kept: within 32
+    # Another request takes its first slice: 25 + 8 would pass the limit, so the kept map goes.
+    late = PartBuffer(memory.claim("late", 2 * PART))
+    await late.fill(memoryview(b"l"))
+    assert memory.maps.kept == 0
+    late.close()
+    for buffer in others:
+        buffer.close()
+    assert 0 < memory.maps.kept <= memory.maps.spare
+
+
 async def test_a_map_with_a_live_view_is_not_handed_out_again() -> None:
     memory = UploadMemory(64 * MiB)
     buffer = await full_buffer(memory, b"k")
