@@ -84,7 +84,7 @@ def api(resources: Resources) -> Iterator[ApiServer]:
     server.stop()
 
 
-async def _new_key(resources: Resources, name: str, *, admin: bool = False) -> str:
+async def new_key(resources: Resources, name: str, *, admin: bool = False) -> str:
     async with resources.sessionmaker() as session:
         _, secret = await create_api_key(session, name, admin=admin)
         await session.commit()
@@ -93,12 +93,12 @@ async def _new_key(resources: Resources, name: str, *, admin: bool = False) -> s
 
 @pytest.fixture
 async def key(resources: Resources) -> str:
-    return await _new_key(resources, "owner-a")
+    return await new_key(resources, "owner-a")
 
 
 @pytest.fixture
 async def other_key(resources: Resources) -> str:
-    return await _new_key(resources, "owner-b")
+    return await new_key(resources, "owner-b")
 
 
 @pytest.fixture
@@ -119,7 +119,7 @@ async def other_client(api: ApiServer, other_key: str) -> AsyncIterator[httpx.As
 
 @pytest.fixture
 async def admin_client(api: ApiServer, resources: Resources) -> AsyncIterator[httpx.AsyncClient]:
-    secret = await _new_key(resources, "admin", admin=True)
+    secret = await new_key(resources, "admin", admin=True)
     async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {secret}"}, timeout=120) as http:
         yield http
 

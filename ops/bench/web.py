@@ -31,17 +31,9 @@ from common import REPO, ApiServer, MiB, ProcessSampler, bench_settings, new_key
 from playwright.async_api import Browser, async_playwright
 from upload import make_csv
 
+from tests.support.browser import CHROMIUM_ARGS
+
 CHROMIUM = os.environ.get("SLUICE_BENCH_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-"""As tests/e2e/conftest.py launches it: no sandbox (root in a container), no GPU, plain HTTP/1.1."""
 GZIP_LEVEL = 6
 """zlib's default, what a web server's on-the-fly gzip usually uses."""
 STATIC_IMPORT = re.compile(r"""(?:\bfrom|\bimport)\s*["'`]\./([\w.-]+\.js)["'`]""")

@@ -15,9 +15,10 @@ from playwright.async_api import Page, expect
 
 from app.resources import Resources
 from db.storage import MinioStore
-from tests.e2e.conftest import CountingProxy, new_key, sign_in
+from tests.conftest import new_key
+from tests.e2e.conftest import sign_in
 from tests.integration.jobs.conftest import Stack, wait_job, worker_settings
-from tests.support.servers import ApiServer, s3_server
+from tests.support.servers import ApiServer, FaultProxy, s3_server
 
 MIB = 1024 * 1024
 
@@ -56,7 +57,7 @@ async def choose(page: Page, path: Path, *, process: bool = True) -> None:
     await expect(page.get_by_test_id("transfer-row").filter(has_text=path.name)).to_have_attribute("data-state", "waiting")
 
 
-async def test_sign_in_with_a_wrong_key_then_a_good_one_then_sign_out(page: Page, proxy: CountingProxy, user_key: str) -> None:
+async def test_sign_in_with_a_wrong_key_then_a_good_one_then_sign_out(page: Page, proxy: FaultProxy, user_key: str) -> None:
     await page.goto(proxy.url + "/")
     await page.get_by_test_id("api-key-input").fill("slk_not-a-real-key")
     await page.get_by_test_id("sign-in-submit").click()
@@ -74,7 +75,7 @@ async def test_sign_in_with_a_wrong_key_then_a_good_one_then_sign_out(page: Page
 
 
 async def test_a_50_mb_csv_shows_upload_then_processing_then_its_table(
-    page: Page, proxy: CountingProxy, user_key: str, tmp_path: Path
+    page: Page, proxy: FaultProxy, user_key: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "fifty.csv"
     rows = write_csv(path, 50 * MIB)
@@ -109,7 +110,7 @@ async def test_a_50_mb_csv_shows_upload_then_processing_then_its_table(
 
 
 async def test_a_reload_in_the_middle_of_a_200_mb_upload_resumes_where_it_stopped(
-    page: Page, proxy: CountingProxy, web_stack: Stack, user_key: str, tmp_path: Path
+    page: Page, proxy: FaultProxy, web_stack: Stack, user_key: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "two-hundred.csv"
     write_csv(path, 200 * MIB)
@@ -146,7 +147,7 @@ async def test_a_reload_in_the_middle_of_a_200_mb_upload_resumes_where_it_stoppe
 
 
 async def test_a_png_named_csv_shows_the_servers_415_reason(
-    page: Page, proxy: CountingProxy, web_stack: Stack, user_key: str, tmp_path: Path
+    page: Page, proxy: FaultProxy, web_stack: Stack, user_key: str, tmp_path: Path
 ) -> None:
     png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89" + bytes(2048)
     path = tmp_path / "picture.csv"
@@ -166,7 +167,7 @@ async def test_a_png_named_csv_shows_the_servers_415_reason(
 
 
 async def test_a_csv_with_bad_rows_shows_its_rejects(
-    page: Page, proxy: CountingProxy, user_key: str, tmp_path: Path
+    page: Page, proxy: FaultProxy, user_key: str, tmp_path: Path
 ) -> None:
     lines = ["id,name,amount"] + [f"{i},n{i},{i}.5" for i in range(1, 101)]
     lines[10] = "10,n10,10.5,one field too many"
@@ -190,7 +191,7 @@ async def test_a_csv_with_bad_rows_shows_its_rejects(
 
 
 async def test_cancelling_a_running_job_from_its_file_page(
-    page: Page, proxy: CountingProxy, web_stack: Stack, user_key: str, tmp_path: Path
+    page: Page, proxy: FaultProxy, web_stack: Stack, user_key: str, tmp_path: Path
 ) -> None:
     path = tmp_path / "slow.csv"
     write_csv(path, 8 * MIB)
@@ -212,7 +213,7 @@ async def test_cancelling_a_running_job_from_its_file_page(
         assert (await wait_job(http, job_id))["state"] == "cancelled"
 
 
-async def test_a_key_that_is_not_admin_gets_no_operations_page(page: Page, proxy: CountingProxy, user_key: str) -> None:
+async def test_a_key_that_is_not_admin_gets_no_operations_page(page: Page, proxy: FaultProxy, user_key: str) -> None:
     await sign_in(page, proxy.url, user_key)
     await expect(page.get_by_test_id("nav-files")).to_be_visible()
     await expect(page.get_by_test_id("nav-operations")).to_have_count(0)

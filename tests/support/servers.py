@@ -105,16 +105,27 @@ class ApiServer:
 
 class FaultProxy:
     """A TCP proxy in front of a server that cuts any connection once its client has sent
-    ``cut_after`` bytes: large transfers fail mid-body while small requests still pass."""
+    ``cut_after`` bytes: large transfers fail mid-body while small requests still pass. It also
+    counts what clients send upstream (``sent``) and can cap that rate (``throttle``)."""
 
     def __init__(self, target: str) -> None:
         self.host, port = target.rsplit(":", 1)
         self.target_port = int(port)
         self.port = free_port()
         self.endpoint = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.endpoint}"
         self.cut_after: int | None = None
+        self.sent = 0
+        self.rate: float | None = None
+        """Bytes per second, summed over every connection; None = as fast as it goes."""
+        self._paced_since = time.monotonic()
+        self._paced_bytes = 0
         self._writers: set[asyncio.StreamWriter] = set()
         self._server: asyncio.Server | None = None
+
+    def throttle(self, rate: float | None) -> None:
+        self.rate = rate
+        self._paced_since, self._paced_bytes = time.monotonic(), 0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -125,8 +136,19 @@ class FaultProxy:
         for writer in list(self._writers):
             writer.close()
 
+    async def _pace(self, size: int) -> None:
+        self._paced_bytes += size
+        if self.rate:
+            ahead = self._paced_bytes / self.rate - (time.monotonic() - self._paced_since)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+        try:
+            up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
+        except OSError:
+            writer.close()
+            return
         self._writers |= {writer, up_writer}
 
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, count: bool) -> None:
@@ -137,6 +159,8 @@ class FaultProxy:
                         forwarded += len(data)
                         if self.cut_after is not None and forwarded > self.cut_after:
                             break
+                        self.sent += len(data)
+                        await self._pace(len(data))
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):

@@ -9,51 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.servers import REPO, ApiServer, free_port
-
-
-class SlowProxy:
-    """A TCP proxy that forwards what clients send at ``rate`` bytes/s, so an upload lasts long
-    enough to be interrupted at a chosen point."""
-
-    def __init__(self, target_url: str, rate: int) -> None:
-        host_port = target_url.split("://", 1)[1]
-        self.host, port = host_port.rsplit(":", 1)
-        self.target_port = int(port)
-        self.rate = rate
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._server: asyncio.Server | None = None
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection(self.host, self.target_port)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, throttle: bool) -> None:
-            try:
-                while data := await src.read(65536):
-                    dst.write(data)
-                    await dst.drain()
-                    if throttle:
-                        await asyncio.sleep(len(data) / self.rate)
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                writer.close()
-                up_writer.close()
-
-        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+from tests.support.servers import REPO, ApiServer, FaultProxy
 
 
 @pytest.fixture
-async def slow_api(api: ApiServer) -> AsyncIterator[SlowProxy]:
-    proxy = SlowProxy(api.url, rate=10 * 1024 * 1024)
+async def slow_api(api: ApiServer) -> AsyncIterator[FaultProxy]:
+    """The API behind a proxy that forwards uploads at 10 MiB/s, so one can be interrupted at a chosen point."""
+    proxy = FaultProxy(api.url.removeprefix("http://"))
+    proxy.throttle(10 * 1024 * 1024)
     await proxy.start()
     yield proxy
     await proxy.stop()

@@ -14,9 +14,9 @@ from sqlalchemy import func, select
 from app.client.resume import Resumable
 from app.resources import Resources
 from db.models import UploadChunk
-from tests.integration.client.conftest import Cli, SlowProxy
+from tests.integration.client.conftest import Cli
 from tests.integration.uploads.support import CHUNK, MiB, csv_bytes, read_object
-from tests.support.servers import ApiServer
+from tests.support.servers import ApiServer, FaultProxy
 
 
 async def _files(client: httpx.AsyncClient) -> dict[str, dict[str, object]]:
@@ -83,7 +83,7 @@ async def test_small_and_chunked_files_and_a_bad_one(
 
 
 async def test_killed_upload_resumes_sending_only_missing_chunks(
-    cli: Cli, api: ApiServer, slow_api: SlowProxy, client: httpx.AsyncClient, resources: Resources, tmp_path: Path
+    cli: Cli, api: ApiServer, slow_api: FaultProxy, client: httpx.AsyncClient, resources: Resources, tmp_path: Path
 ) -> None:
     path = tmp_path / "export.csv"
     path.write_bytes(csv_bytes(8 * CHUNK, seed=23))
@@ -107,7 +107,7 @@ async def test_killed_upload_resumes_sending_only_missing_chunks(
 
 
 async def test_ctrl_c_stops_cleanly_and_the_next_run_finishes(
-    cli: Cli, slow_api: SlowProxy, client: httpx.AsyncClient, resources: Resources, tmp_path: Path
+    cli: Cli, slow_api: FaultProxy, client: httpx.AsyncClient, resources: Resources, tmp_path: Path
 ) -> None:
     path = tmp_path / "export.csv"
     path.write_bytes(csv_bytes(4 * CHUNK, seed=24))
