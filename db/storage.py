@@ -7,6 +7,7 @@ slice of the SDK: the multipart calls, get/stat/remove and the incomplete-upload
 from __future__ import annotations
 
 from collections.abc import Iterator
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,9 +15,9 @@ from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 import urllib3
 from minio import Minio
-from minio.commonconfig import ComposeSource
 from minio.datatypes import Part
 from minio.error import MinioException, S3Error
+from minio.helpers import MAX_PART_SIZE, quote
 
 from db.settings import Settings
 
@@ -98,6 +99,10 @@ class ObjectStore(Protocol):
 
 _PAYLOAD_SHA256 = "x-sluice-payload-sha256"
 
+COMPOSE_COPIES = 4
+"""UploadPartCopy requests of one compose in flight at once: the SDK sends them one at a time, so a
+join of N partial uploads waited for N server-side copies in a row."""
+
 
 class _Client(Minio):
     """The SDK, told a payload's SHA-256 that the caller already computed.
@@ -172,13 +177,40 @@ class MinioStore:
             self._client._put_object(self.bucket, key, data, {"Content-Type": content_type})
 
     def compose(self, key: str, sources: list[ObjectRange], content_type: str) -> None:
+        """One multipart upload whose parts are server-side copies of the ranges, a few in flight at
+        once (the bytes never pass through this process); on any failure the upload is aborted."""
+        copies = _copy_ranges(sources)
+        if not copies:
+            self.put(key, b"", content_type)
+            return
+        upload_id = self.create(key, content_type)
+        try:
+            with ThreadPoolExecutor(min(COMPOSE_COPIES, len(copies)), thread_name_prefix="compose") as pool:
+                futures = [pool.submit(self._copy_part, key, upload_id, n, r) for n, r in enumerate(copies, 1)]
+                _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+                for future in pending:
+                    future.cancel()
+                # Leaving the pool waits for copies already sent, so none lands after the abort.
+            failed = next((f for f in futures if not f.cancelled() and f.exception() is not None), None)
+            if failed is not None:
+                failed.result()
+            parts = [f.result() for f in futures]
+            self.complete(key, upload_id, parts)
+        except BaseException as exc:
+            try:
+                self.abort(key, upload_id)
+            except StorageError as failed:
+                exc.add_note(f"multipart upload {upload_id} was not aborted ({failed}); the orphan sweeper aborts it")
+            raise
+
+    def _copy_part(self, key: str, upload_id: str, number: int, source: ObjectRange) -> PartInfo:
+        headers = {
+            "x-amz-copy-source": quote(f"/{self.bucket}/{source.key}"),
+            "x-amz-copy-source-range": f"bytes={source.offset}-{source.offset + source.length - 1}",
+        }
         with _translated():
-            self._client.compose_object(
-                self.bucket,
-                key,
-                [ComposeSource(self.bucket, s.key, offset=s.offset, length=s.length) for s in sources],
-                metadata={"Content-Type": content_type},
-            )
+            etag, _ = self._client._upload_part_copy(self.bucket, key, upload_id, number, headers)
+        return PartInfo(number, etag)
 
     def open(self, key: str, offset: int = 0, length: int | None = None) -> BinaryIO:
         """A stream of the object's bytes; ``ObjectMissing`` when there is no such object."""
@@ -220,6 +252,15 @@ class MinioStore:
         with _translated():
             if not self._client.bucket_exists(self.bucket):
                 raise StorageError(f"bucket {self.bucket!r} does not exist")
+
+
+def _copy_ranges(sources: list[ObjectRange]) -> list[ObjectRange]:
+    """The ranges as copyable parts: empty ranges dropped, ranges over S3's 5 GiB part limit split."""
+    parts = []
+    for source in sources:
+        for start in range(0, source.length, MAX_PART_SIZE):
+            parts.append(ObjectRange(source.key, source.offset + start, min(MAX_PART_SIZE, source.length - start)))
+    return parts
 
 
 @contextmanager
