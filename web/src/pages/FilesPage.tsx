@@ -10,7 +10,7 @@ import { Badge, ConfirmDialog, ErrorBox, Loading, Pager } from "../components/ui
 
 const LIMIT = 25;
 /** The list route's limit on `q`. */
-export const MAX_QUERY_CHARS = 200;
+const MAX_QUERY_CHARS = 200;
 export const STATUSES = ["", "stored", "receiving", "failed", "deleted"];
 export const KINDS = ["", "csv", "tsv", "xlsx", "other"];
 

@@ -148,7 +148,7 @@ function Uploader({ config }: { config: WebConfig }) {
     u.use(GoldenRetriever, { serviceWorker: false });
 
     // Uppy changes its state on every progress event of every PATCH: reading it at most 4 times a
-    // second keeps the renderer idle while bytes flow (a render per event cost the upload a third of its speed).
+    // second, not every frame, keeps the tab's renderer nearly idle while bytes flow.
     const follow = followState(
       u,
       () => {
