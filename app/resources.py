@@ -25,7 +25,7 @@ class Resources:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Resources:
-        engine = make_engine(settings.database_url)
+        engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
         return cls(
             settings=settings,
             engine=engine,

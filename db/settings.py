@@ -148,6 +148,9 @@ class Settings:
     """Serve the API's ``/metrics`` on this port of its own instead of the API port; 0: on the API port."""
     metrics_token: str = ""
     """Bearer token that ``/metrics`` (API and workers) asks for; empty: open to whoever reaches it."""
+    db_pool_size: int = 10
+    """Database connections each API process keeps open (as many more are opened under load and
+    closed after); size it so that every API process, worker and tool fits the server's max_connections."""
     heartbeat: float = 15.0
     """Seconds between SSE comment heartbeats."""
     shutdown_grace: float = 30.0
@@ -190,6 +193,8 @@ class Settings:
             raise ValueError("SLUICE_PART_SIZE must be at least 5 MiB (5242880): S3 refuses smaller parts")
         if self.upload_parallel_parts < 1 or self.max_file_size < 1:
             raise ValueError("SLUICE_UPLOAD_PARALLEL_PARTS and SLUICE_MAX_FILE_SIZE must be positive")
+        if self.db_pool_size < 1:
+            raise ValueError("SLUICE_DB_POOL_SIZE must be 1 or more")
         if self.heartbeat <= 0 or self.shutdown_grace < 0:
             raise ValueError("SLUICE_HEARTBEAT must be more than 0 seconds and SLUICE_SHUTDOWN_GRACE 0 or more")
         if self.upload_memory < max(self.max_chunk_size, self.part_size):

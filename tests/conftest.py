@@ -59,6 +59,8 @@ def settings(database_url: str, s3_endpoint: str) -> Settings:
         s3_bucket=f"sluice-test-{RUN_ID}",
         s3_secure=False,
         part_size=5 * 1024 * 1024,
+        # Dozens of API processes share one PostgreSQL during a run: each keeps few connections.
+        db_pool_size=2,
         secret_key=f"sluice-test-secret-{RUN_ID}-{uuid.uuid4().hex}",
         log_level="WARNING",
     )

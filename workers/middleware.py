@@ -85,6 +85,9 @@ class WorkerResources(dramatiq.Middleware):
             settings.sync_database_url,
             min_size=0,
             max_size=threads * (MAX_CONCURRENCY + 2),
+            # An idle worker gives its connections back soon: many workers (and API processes)
+            # share the server's max_connections, and a burst of windows should not hold them.
+            max_inactive_connection_lifetime=30,
             server_settings={"synchronous_commit": "off"},
         )
         store = MinioStore.from_settings(settings)

@@ -24,7 +24,7 @@ WEB_DIST = REPO / "web" / "dist"
 SCREENSHOTS = REPO / ".e2e-screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web_build() -> Path:
     if not (WEB_DIST / "index.html").is_file():
         if os.environ.get("SLUICE_WEB_BUILD") == "0":
@@ -33,7 +33,7 @@ def web_build() -> Path:
     return WEB_DIST
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def browser() -> AsyncIterator[Browser]:
     path = chromium_path()
     if path is None:
@@ -44,7 +44,7 @@ async def browser() -> AsyncIterator[Browser]:
         await launched.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def web_stack(resources: Resources, web_build: Path) -> Iterator[Stack]:
     """An API serving the built web app, and a worker of its own."""
     settings = worker_settings(resources.settings, f"{resources.settings.redis_prefix}-web").replace(
@@ -56,7 +56,7 @@ def web_stack(resources: Resources, web_build: Path) -> Iterator[Stack]:
     stack.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 async def proxy(web_stack: Stack) -> AsyncIterator[FaultProxy]:
     """The browser's way to the API: it can cap the upload rate, so a test can act mid-upload."""
     between = FaultProxy(web_stack.api.url.removeprefix("http://"))

@@ -14,7 +14,7 @@ from tests.support.servers import ApiServer
 __all__ = ["make_stack"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def batch_stack(resources: Resources) -> Iterator[Stack]:
     settings = worker_settings(resources.settings, f"{resources.settings.redis_prefix}-batches")
     shared = Stack(settings, ApiServer(settings), None)
