@@ -7,6 +7,7 @@ import contextlib
 import io
 import uuid
 import zipfile
+from collections.abc import AsyncIterator
 from datetime import date
 
 import asyncpg
@@ -17,8 +18,12 @@ import psutil
 import pytest
 import xlsxwriter
 
+from app.auth import create_api_key
 from app.resources import Resources
-from tests.integration.jobs.conftest import Stack, wait_job
+from db.engine import make_engine, make_sessionmaker
+from db.migrate import upgrade
+from tests.conftest import ADMIN_DSN
+from tests.integration.jobs.conftest import Stack, wait_job, worker_settings
 from tests.support.servers import ApiServer, FaultProxy
 from workers.broker import make_broker
 from workers.contracts import MAINTENANCE_QUEUE, job_channel, snapshot_key
@@ -477,19 +482,44 @@ async def test_progress_events_are_published_until_the_terminal_one(
     assert all(e["job_id"] == job_id and e["bytes_total"] for e in events)
 
 
-async def test_finished_jobs_are_purged_and_their_tables_kept(make_stack: object, key: str, resources: Resources) -> None:
-    stack: Stack = make_stack(job_retention=1)  # type: ignore[operator]
-    async with httpx.AsyncClient(base_url=stack.api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
-        record = await upload(http, "old.csv", TYPED_CSV.encode())
-        assert (await wait_job(http, record["job_id"]))["state"] == "completed"
-        # Past the 1 s retention, run the hourly purge now: put its message on this stack's queue.
-        await asyncio.sleep(1.5)
-        broker = make_broker(stack.settings)
-        broker.enqueue(dramatiq.Message(queue_name=MAINTENANCE_QUEUE, actor_name="purge_old_jobs", args=(), kwargs={}, options={}))
-        async with asyncio.timeout(120):
-            while (await http.get(f"/api/v1/jobs/{record['job_id']}")).status_code != 404:
-                await asyncio.sleep(0.2)
-        rows = await http.get(f"/api/v1/files/{record['id']}/rows")
+@pytest.fixture
+async def own_database(resources: Resources) -> AsyncIterator[str]:
+    """A database of its own: the purge deletes every finished job past the retention, other tests' too."""
+    name = f"sluice_purge_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(ADMIN_DSN)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = resources.settings.database_url.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        await asyncio.to_thread(upgrade, url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def test_finished_jobs_are_purged_and_their_tables_kept(resources: Resources, own_database: str) -> None:
+    settings = worker_settings(resources.settings.replace(database_url=own_database), f"{resources.settings.redis_prefix}-purge")
+    engine = make_engine(own_database, pool_size=1)
+    async with make_sessionmaker(engine)() as session:
+        _, key = await create_api_key(session, "purged")
+        await session.commit()
+    await engine.dispose()
+    stack = Stack(settings, await asyncio.to_thread(ApiServer, settings), None)
+    try:
+        await asyncio.to_thread(stack.start_worker, job_retention=1)
+        async with httpx.AsyncClient(base_url=stack.api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+            record = await upload(http, "old.csv", TYPED_CSV.encode())
+            assert (await wait_job(http, record["job_id"]))["state"] == "completed"
+            # Past the 1 s retention, run the hourly purge now: put its message on this stack's queue.
+            await asyncio.sleep(1.5)
+            broker = make_broker(stack.settings)
+            broker.enqueue(dramatiq.Message(queue_name=MAINTENANCE_QUEUE, actor_name="purge_old_jobs", args=(), kwargs={}, options={}))
+            async with asyncio.timeout(120):
+                while (await http.get(f"/api/v1/jobs/{record['job_id']}")).status_code != 404:
+                    await asyncio.sleep(0.2)
+            rows = await http.get(f"/api/v1/files/{record['id']}/rows")
+    finally:
+        await asyncio.to_thread(stack.stop)
     assert rows.status_code == 200, rows.text
     assert rows.json()["total"] == 3 and rows.json()["job_id"] is None
 

@@ -78,6 +78,8 @@ async def test_uploads_and_jobs_show_on_both_metrics_endpoints(
 ) -> None:
     api = start_api(metrics_settings)
     worker, port = start_worker(metrics_settings)
+    # The gauge counts every owner's open sessions in the database other tests share.
+    open_before = value((await scrape(f"{api.url}/metrics")).text, "sluice_upload_sessions_open", route="chunked") or 0
     async with httpx.AsyncClient(base_url=api.url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as client:
         single = await client.put("/api/v1/files/single.csv", content=CSV)
         assert single.status_code == 201, single.text
@@ -97,7 +99,7 @@ async def test_uploads_and_jobs_show_on_both_metrics_endpoints(
     assert value(text, "sluice_upload_received_bytes_total", route="chunked") == len(CSV)
     for dependency in ("postgres", "redis", "s3"):
         assert value(text, "sluice_dependency_up", dependency=dependency) == 1, api.output()[-3000:]
-    assert value(text, "sluice_upload_sessions_open", route="chunked") == 0
+    assert (value(text, "sluice_upload_sessions_open", route="chunked") or 0) <= open_before
     assert value(text, "sluice_queue_depth", queue="process") == 0
     assert value(text, "sluice_event_watchers") == 0
     assert (value(text, "sluice_requests_total") or 0) >= 4, "Litestar's HTTP figures are still there"

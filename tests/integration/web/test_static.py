@@ -154,8 +154,13 @@ def test_the_document_has_the_bearer_scheme_and_the_upload_bodies(bare_api: ApiS
         (path, method): op for path, item in doc["paths"].items() for method, op in item.items() if isinstance(op, dict)
     }
     public = {key for key, op in operations.items() if "security" not in op}
-    # tus discovery (OPTIONS) needs no key either, by the protocol.
-    assert {key for key in public if key[1] != "options"} == {("/health", "get"), ("/ready", "get"), ("/api/v1/web/config", "get")}
+    # tus discovery (OPTIONS) needs no key either, by the protocol; a download link carries its own signature.
+    assert {key for key in public if key[1] != "options"} == {
+        ("/health", "get"),
+        ("/ready", "get"),
+        ("/api/v1/web/config", "get"),
+        ("/api/v1/files/{file_id}/download", "get"),
+    }
     assert all(op["security"] == [{"bearer": []}] for key, op in operations.items() if key not in public)
     for path in ("/api/v1/files/{filename}", "/api/v1/uploads/{upload_id}/chunks/{index}"):
         body = operations[(path, "put")]["requestBody"]
