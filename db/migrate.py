@@ -16,12 +16,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
-from alembic import command
-from alembic.config import Config
 
 from db.sql import qualified, quote_ident
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 API_ROLE = "sluice_api"
@@ -45,6 +47,10 @@ SELECT format(
 
 
 def alembic_config(database_url: str) -> Config:
+    # Imported here: the API imports this module for DROP_DATASET only, and Alembic (with Mako and
+    # Pygments) would cost every API process about 9 MiB it never uses.
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", database_url)
@@ -54,6 +60,8 @@ def alembic_config(database_url: str) -> Config:
 
 def upgrade(database_url: str, revision: str = "head", *, dataset_schema: str = "datasets") -> None:
     """Migrate the app tables, then make sure the dataset schema and its drop function exist."""
+    from alembic import command
+
     command.upgrade(alembic_config(database_url), revision)
     asyncio.run(_on(database_url, lambda conn: _prepare_datasets(conn, dataset_schema)))
 
