@@ -30,6 +30,18 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
 
+    # glibc gives threads that allocate at the same time their own malloc arenas (up to 8 per core),
+    # and what the upload threads free stays spread over them. Two arenas keep the API's peak lower
+    # at no CPU cost measured. The variable reaches --workers processes (glibc reads it at their
+    # start); mallopt applies it to this process, before uvicorn starts a thread.
+    if "MALLOC_ARENA_MAX" not in os.environ:
+        import contextlib
+        import ctypes
+
+        os.environ["MALLOC_ARENA_MAX"] = "2"
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None).mallopt(-8, 2)  # M_ARENA_MAX; not glibc: nothing to do
+
     uvicorn.run(
         "app.asgi:app_from_env",
         factory=True,
