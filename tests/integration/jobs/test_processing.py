@@ -21,8 +21,7 @@ import xlsxwriter
 from app.auth import create_api_key
 from app.resources import Resources
 from db.engine import make_engine, make_sessionmaker
-from db.migrate import upgrade
-from tests.conftest import ADMIN_DSN
+from tests.conftest import fresh_database
 from tests.integration.jobs.conftest import Stack, wait_job, worker_settings
 from tests.support.servers import ApiServer, FaultProxy
 from workers.broker import make_broker
@@ -483,18 +482,10 @@ async def test_progress_events_are_published_until_the_terminal_one(
 
 
 @pytest.fixture
-async def own_database(resources: Resources) -> AsyncIterator[str]:
+async def own_database() -> AsyncIterator[str]:
     """A database of its own: the purge deletes every finished job past the retention, other tests' too."""
-    name = f"sluice_purge_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(ADMIN_DSN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    url = resources.settings.database_url.rsplit("/", 1)[0] + f"/{name}"
-    try:
-        await asyncio.to_thread(upgrade, url)
+    async with fresh_database(f"sluice_purge_{uuid.uuid4().hex[:10]}") as url:
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 async def test_finished_jobs_are_purged_and_their_tables_kept(resources: Resources, own_database: str) -> None:
