@@ -71,15 +71,35 @@ async def create_api_key(
     return key, secret
 
 
-def stream_token(secret: str, key_id: uuid.UUID, path: str, expires: int) -> str:
-    """A link token for ``path`` (an event stream) until ``expires`` (Unix seconds), for key ``key_id``."""
-    return f"{key_id.hex}.{expires}.{_signature(secret, key_id, path, expires)}"
+def sign_link(secret: str, purpose: str, key_id: uuid.UUID, subject: str, expires: int) -> str:
+    """A link token: the key id, the expiry (Unix seconds) and their signature with ``subject`` (what
+    the link opens) under ``purpose``, so a token made for one kind of link never opens another."""
+    return f"{key_id.hex}.{expires}.{link_signature(secret, purpose, key_id, subject, expires)}"
 
 
-def _signature(secret: str, key_id: uuid.UUID, path: str, expires: int) -> str:
-    message = f"sluice-stream-link\n{key_id.hex}\n{path}\n{expires}".encode()
+def link_signature(secret: str, purpose: str, key_id: uuid.UUID, subject: str, expires: int) -> str:
+    message = f"{purpose}\n{key_id.hex}\n{subject}\n{expires}".encode()
     digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def parse_link(token: str) -> tuple[uuid.UUID, int, str] | None:
+    """Key id, expiry and signature of a link token; None when it is malformed."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        return uuid.UUID(hex=parts[0]), int(parts[1]), parts[2]
+    except ValueError:
+        return None
+
+
+STREAM_LINK = "sluice-stream-link"
+
+
+def stream_token(secret: str, key_id: uuid.UUID, path: str, expires: int) -> str:
+    """A link token for ``path`` (an event stream) until ``expires`` (Unix seconds), for key ``key_id``."""
+    return sign_link(secret, STREAM_LINK, key_id, path, expires)
 
 
 class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
@@ -98,15 +118,14 @@ class BearerAuthMiddleware(AbstractAuthenticationMiddleware):
         return AuthenticationResult(user=Principal(key.owner_id, key.id, key.is_admin), auth=key.id)
 
     async def _from_link(self, connection: ASGIConnection, token: str) -> ApiKey:
-        parts = token.split(".")
-        try:
-            key_id, expires, signature = uuid.UUID(hex=parts[0]), int(parts[1]), parts[2]
-        except (ValueError, IndexError):
-            raise NotAuthorizedException("the stream link's token is malformed; ask for a new link") from None
+        parsed = parse_link(token)
+        if parsed is None:
+            raise NotAuthorizedException("the stream link's token is malformed; ask for a new link")
+        key_id, expires, signature = parsed
         if expires < time.time():
             raise NotAuthorizedException("the stream link has expired; ask for a new link")
         secret = connection.app.state.resources.settings.secret_key
-        expected = _signature(secret, key_id, connection.url.path, expires)
+        expected = link_signature(secret, STREAM_LINK, key_id, connection.url.path, expires)
         if not secret or not hmac.compare_digest(signature, expected):
             raise NotAuthorizedException("the stream link's token is not valid for this stream")
         # Looked up after the signature: a revoked (or deleted) key's links stop working.

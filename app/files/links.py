@@ -9,8 +9,6 @@ same checks as ``GET /content`` (owner, deleted, quarantined, scanning).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import time
 import uuid
@@ -26,7 +24,7 @@ from litestar.response import Stream
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth import Principal
+from app.auth import Principal, link_signature, parse_link, sign_link
 from app.errors import Conflict, Gone, Unavailable
 from app.files.controller import content_response, provide_file_service
 from app.files.service import FileService
@@ -49,32 +47,26 @@ def download_path(file_id: uuid.UUID) -> str:
     return f"/api/v1/files/{file_id}/download"
 
 
+FILE_LINK = "sluice-file-link"
+
+
 def link_token(secret: str, key_id: uuid.UUID, file_id: uuid.UUID, expires: int) -> str:
     """The ``link`` parameter: key id, expiry (Unix seconds) and their signature with the file id."""
-    return f"{key_id.hex}.{expires}.{_signature(secret, key_id, file_id, expires)}"
-
-
-def _signature(secret: str, key_id: uuid.UUID, file_id: uuid.UUID, expires: int) -> str:
-    message = f"sluice-file-link\n{key_id.hex}\n{file_id}\n{expires}".encode()
-    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    return sign_link(secret, FILE_LINK, key_id, str(file_id), expires)
 
 
 async def link_principal(session: AsyncSession, settings: Settings, file_id: uuid.UUID, token: str | None) -> Principal:
     """Who minted the link, once its expiry, its signature and the key behind it all hold; else 401/403."""
     if not token:
         raise NotAuthorizedException("this download needs its link parameter; ask for a link with POST .../links")
-    parts = token.split(".")
-    try:
-        key_id, expires, signature = uuid.UUID(hex=parts[0]), int(parts[1]), parts[2]
-    except (ValueError, IndexError):
-        raise NotAuthorizedException("the download link is malformed; ask for a new link") from None
-    if len(parts) != 3:
+    parsed = parse_link(token)
+    if parsed is None:
         raise NotAuthorizedException("the download link is malformed; ask for a new link")
+    key_id, expires, signature = parsed
     if expires < time.time():
         raise NotAuthorizedException("the download link has expired; ask for a new link")
     secret = settings.secret_key
-    if not secret or not hmac.compare_digest(signature, _signature(secret, key_id, file_id, expires)):
+    if not secret or not hmac.compare_digest(signature, link_signature(secret, FILE_LINK, key_id, str(file_id), expires)):
         raise PermissionDeniedException("the download link's signature is not valid for this file; ask for a new link")
     # Read after the signature, on every download: a revoked or expired key's links stop working.
     key = await session.scalar(select(ApiKey).where(ApiKey.id == key_id))
