@@ -78,21 +78,31 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class ApiServer:
-    """``sluice serve`` in a child process, as a user runs it."""
+    """``sluice serve`` in a child process, as a user runs it; with ``log``, its output goes to a file
+    that ``output()`` reads."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self, settings: Settings, *, workers: int = 1, env: dict[str, str] | None = None, log: bool = False
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)],
-            env=settings_env(settings),
-            cwd=REPO,
-        )
+        self.log = Path(tempfile.mkstemp(prefix="sluice-api-", suffix=".log")[1]) if log else None
+        argv = [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port)]
+        if workers != 1:
+            argv += ["--workers", str(workers)]
+        with contextlib.ExitStack() as files:
+            out = files.enter_context(self.log.open("wb")) if self.log is not None else None
+            self.process = subprocess.Popen(
+                argv, env=settings_env(settings) | (env or {}), cwd=REPO, stdout=out, stderr=subprocess.STDOUT if out else None
+            )
         try:
             wait_for(f"{self.url}/health", process=self.process)
         except BaseException:
             self.stop()
             raise
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log is not None else ""
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -101,6 +111,8 @@ class ApiServer:
                 self.process.wait(10)
             except subprocess.TimeoutExpired:
                 self.process.kill()
+        if self.log is not None:
+            self.log.unlink(missing_ok=True)
 
 
 class FaultProxy:

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,43 +12,16 @@ import pytest
 from app.resources import Resources
 from db.settings import Settings
 from tests.integration.jobs.conftest import Worker, worker_settings
-from tests.support.servers import REPO, free_port, settings_env, wait_for
+from tests.support.servers import ApiServer, free_port
 
 TOKEN = "metrics-token-" + uuid.uuid4().hex
 
 
-class LoggedApi:
+class LoggedApi(ApiServer):
     """``sluice serve`` with its log in a file, so tests can read what it said."""
 
     def __init__(self, settings: Settings, *, workers: int = 1, env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = Path(tempfile.mkstemp(prefix="sluice-api-", suffix=".log")[1])
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--port", str(self.port), "--workers", str(workers)],
-                env=settings_env(settings) | (env or {}),
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_for(f"{self.url}/health", process=self.process)
-        except BaseException:
-            self.stop()
-            raise
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-        self.log.unlink(missing_ok=True)
+        super().__init__(settings, workers=workers, env=env, log=True)
 
 
 @pytest.fixture
