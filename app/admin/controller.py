@@ -22,7 +22,7 @@ from app.jobs.controller import provide_job_service
 from app.jobs.schemas import JobRecord
 from app.jobs.service import JobService
 from app.openapi import errors
-from app.params import Offset
+from app.params import Limit, Offset
 from app.tus.controller import provide_tus_service
 from app.tus.service import TusService
 from app.uploads.controller import provide_upload_service
@@ -91,7 +91,7 @@ class AdminController(Controller):
         self,
         admin: AdminService,
         offset: Offset = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+        limit: Limit = 50,
     ) -> ActiveUploadPage:
         items, total = await admin.active_uploads(offset=offset, limit=limit)
         return ActiveUploadPage(items=items, total=total, offset=offset, limit=limit)
@@ -118,7 +118,7 @@ class AdminController(Controller):
         self,
         admin: AdminService,
         offset: Offset = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+        limit: Limit = 50,
     ) -> OwnerStoragePage:
         items, total = await admin.storage(offset=offset, limit=limit)
         return OwnerStoragePage(items=items, total=total, offset=offset, limit=limit)

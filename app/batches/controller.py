@@ -16,7 +16,7 @@ from app.batches.schemas import BatchDetail, BatchPage
 from app.batches.service import BatchService
 from app.jobs.service import JobService
 from app.openapi import errors
-from app.params import Offset
+from app.params import Limit, Offset
 from db.settings import Settings
 
 
@@ -39,7 +39,7 @@ class BatchController(Controller):
         batches: BatchService,
         principal: Principal,
         offset: Offset = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+        limit: Limit = 50,
     ) -> BatchPage:
         items, total = await batches.list(principal, offset=offset, limit=limit)
         return BatchPage(items=items, total=total, offset=offset, limit=limit)

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
 from litestar import Controller, get
 from litestar.di import Provide
-from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth import Principal
 from app.datasets.schemas import RowsPage
 from app.datasets.service import DatasetService
 from app.openapi import errors
-from app.params import Offset
+from app.params import Limit, Offset
 from db.settings import Settings
 
 
@@ -39,6 +37,6 @@ class DatasetController(Controller):
         principal: Principal,
         file_id: uuid.UUID,
         offset: Offset = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        limit: Limit = 100,
     ) -> RowsPage:
         return await datasets.rows(principal, file_id, offset=offset, limit=limit)

@@ -22,7 +22,7 @@ from app.files.schemas import FilePage, FileRecord
 from app.files.service import FileService, Incoming, check_sha256, served_type
 from app.jobs.controller import provide_job_service
 from app.openapi import errors
-from app.params import Offset
+from app.params import Limit, Offset
 from db.models import File, FileKind, FileStatus
 from db.settings import Settings
 from db.storage import ObjectStore
@@ -92,7 +92,7 @@ class FileController(Controller):
         files: FileService,
         principal: Principal,
         offset: Offset = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+        limit: Limit = 50,
         status: Annotated[FileStatus | None, Parameter(description="only files in this status (default: all but deleted)")] = None,
         kind: Annotated[FileKind | None, Parameter(description="only files of this kind")] = None,
         q: Annotated[

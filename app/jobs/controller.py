@@ -15,7 +15,7 @@ from app.auth import Principal
 from app.jobs.schemas import BatchRecord, JobPage, JobRecord, JobsIn, RejectPage, RejectRecord
 from app.jobs.service import JobService
 from app.openapi import errors
-from app.params import Offset
+from app.params import Limit, Offset
 from db.models import JobState
 from db.settings import Settings
 
@@ -47,7 +47,7 @@ class JobController(Controller):
         jobs: JobService,
         principal: Principal,
         offset: Offset = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 50,
+        limit: Limit = 50,
         job_state: Annotated[JobState | None, Parameter(query="state", description="only jobs in this state")] = None,
         batch_id: Annotated[uuid.UUID | None, Parameter(description="only the jobs of this batch")] = None,
         file_id: Annotated[uuid.UUID | None, Parameter(description="only the jobs of this file")] = None,
@@ -85,7 +85,7 @@ class JobController(Controller):
         principal: Principal,
         job_id: uuid.UUID,
         offset: Offset = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        limit: Limit = 100,
     ) -> RejectPage:
         items, total = await jobs.rejects(principal, job_id, offset=offset, limit=limit)
         return RejectPage(

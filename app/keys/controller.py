@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
 
 from litestar import Controller, get, post
 from litestar.di import Provide
-from litestar.params import Parameter
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.admin.controller import admin_only
 from app.keys.schemas import CreatedKey, KeyIn, KeyPage, KeyRecord
 from app.keys.service import KeyService
 from app.openapi import errors
-from app.params import Offset
+from app.params import Limit, Offset
 
 
 def provide_key_service(db_session: AsyncSession) -> KeyService:
@@ -33,7 +31,7 @@ class KeyController(Controller):
         keys: KeyService,
         owner_id: uuid.UUID | None = None,
         offset: Offset = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 100,
+        limit: Limit = 100,
     ) -> KeyPage:
         items, total = await keys.list(owner_id=owner_id, offset=offset, limit=limit)
         return KeyPage(items=[KeyRecord.of(k) for k in items], total=total, offset=offset, limit=limit)
